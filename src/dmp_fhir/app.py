@@ -1,0 +1,61 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from . import __version__
+from .config import Settings, get_settings
+from .rest import resource_routes, search_routes, system_routes
+from .rest.capability import capability_statement
+from .rest.errors import install_error_handlers
+from .search.indexes import index_fields
+from .storage import Database, ResourceStore
+from .storage.store import format_instant, now_utc
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """Build the app. ``database`` is created from ``settings.mongodb_url`` when not given."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = database is None
+        if database is None:
+            if not settings.mongodb_url:
+                raise RuntimeError("MONGODB_URL is not set (the CLI starts an embedded database).")
+            db = Database(settings.mongodb_url, settings.db)
+        else:
+            db = database
+        await db.connect()
+        await db.ensure_indexes(index_fields())
+        app.state.database = db
+        app.state.store = ResourceStore(db)
+        try:
+            yield
+        finally:
+            if owned:
+                await db.close()
+
+    app = FastAPI(
+        title="dmp-fhir",
+        version=__version__,
+        description="FHIR R4 server for the French shared health record (DMP).",
+        lifespan=lifespan,
+        docs_url=f"{settings.base_path}/_docs",
+        redoc_url=None,
+        openapi_url=f"{settings.base_path}/_openapi.json",
+    )
+    app.state.settings = settings
+    app.state.capability = capability_statement(settings, started=format_instant(now_utc()))
+    install_error_handlers(app)
+    app.include_router(system_routes.build_router(), prefix=settings.base_path)
+    app.include_router(search_routes.build_router(), prefix=settings.base_path)
+    app.include_router(resource_routes.build_router(), prefix=settings.base_path)
+    return app

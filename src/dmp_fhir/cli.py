@@ -1,0 +1,118 @@
+"""The ``dmp-fhir`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+from .config import Settings, get_settings
+
+log = logging.getLogger("dmp_fhir")
+
+
+def _database_url(settings: Settings, stack: ExitStack, *, persistent: bool) -> str:
+    """``MONGODB_URL`` when set; otherwise an embedded FerretDB started for this command."""
+    if settings.mongodb_url:
+        return settings.mongodb_url
+    from .devdb import EmbeddedDatabase
+
+    data_dir = Path(".cache/devdb") if persistent else None
+    embedded = stack.enter_context(EmbeddedDatabase(data_dir=data_dir))
+    log.warning(
+        "MONGODB_URL is not set: using an embedded FerretDB (%s backend) at %s — "
+        "for development and demos only.",
+        embedded.backend,
+        embedded.url,
+    )
+    return embedded.url
+
+
+async def _load(settings: Settings, paths: Sequence[Path]) -> int:
+    from .loader import load_paths
+    from .repository import Repository
+    from .search.indexes import index_fields
+    from .storage import Database, ResourceStore
+
+    assert settings.mongodb_url
+    database = Database(settings.mongodb_url, settings.db)
+    try:
+        await database.connect()
+        await database.ensure_indexes(index_fields())
+        counts = await load_paths(Repository(ResourceStore(database), settings), paths)
+    finally:
+        await database.close()
+    print("loaded: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 1 if counts.get("failed") else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    settings = get_settings()
+    with ExitStack() as stack:
+        url = _database_url(settings, stack, persistent=not args.ephemeral)
+        settings = settings.model_copy(update={"mongodb_url": url})
+        if args.load:
+            status = asyncio.run(_load(settings, args.load))
+            if status:
+                return status
+        host = args.host or settings.host
+        port = args.port or settings.port
+        print(f"dmp-fhir serving {settings.base_url} (listening on {host}:{port})", flush=True)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=settings.log_level,
+            proxy_headers=False,
+        )
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    with ExitStack() as stack:
+        url = _database_url(settings, stack, persistent=True)
+        return asyncio.run(_load(settings.model_copy(update={"mongodb_url": url}), args.paths))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dmp-fhir",
+        description="FHIR R4 server for the French shared health record (DMP).",
+        epilog="Configuration comes from the environment: MONGODB_URL, DMP_FHIR_DB, "
+        "DMP_FHIR_BASE_URL, ... (see the README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help="listen address (default: DMP_FHIR_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default: DMP_FHIR_PORT or 8080)")
+    serve.add_argument("--load", type=Path, nargs="*", default=[], metavar="PATH",
+                       help="load these bundles/NDJSON files first (idempotent)")
+    serve.add_argument("--ephemeral", action="store_true",
+                       help="with the embedded database: start from empty data, keep nothing")
+    serve.set_defaults(func=cmd_serve)
+
+    load = sub.add_parser("load", help="load bundles or NDJSON files (idempotent)")
+    load.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    load.set_defaults(func=cmd_load)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Settings read from the environment (prefix ``DMP_FHIR_``; ``MONGODB_URL`` as is)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a deployment may change; defaults suit a developer machine."""
+
+    model_config = SettingsConfigDict(env_prefix="DMP_FHIR_", extra="ignore")
+
+    mongodb_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MONGODB_URL", "DMP_FHIR_MONGODB_URL"),
+        description="MongoDB URL; unset means: start the embedded FerretDB (development only).",
+    )
+    db: str = Field(default="dmp_fhir", validation_alias=AliasChoices("DMP_FHIR_DB"))
+    base_url: str = "http://127.0.0.1:8080/fhir"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        description="Largest request body accepted (a 20 MB document is ~27 MB in base64).",
+    )
+    default_page_size: int = 20
+    max_page_size: int = 1000
+    log_level: str = "info"
+
+    @property
+    def base_path(self) -> str:
+        """The path part of the base URL (``/fhir``), where the API is mounted."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.base_url).path.rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

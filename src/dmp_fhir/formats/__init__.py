@@ -1,0 +1,1 @@
+"""Wire formats other than FHIR JSON, converted at the HTTP edge only."""

@@ -1,0 +1,76 @@
+"""The supported resource types: adding a type is one line in ``RESOURCE_TYPES``.
+
+Routes, validation, storage collections and the CapabilityStatement are all derived from here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    """What the server knows about one resource type."""
+
+    name: str
+    #: Clients may create/update/delete it (AuditEvent is written by the server only).
+    client_writable: bool = True
+    #: The server exposes ``$validate``-style history and search for it.
+    searchable: bool = True
+    documentation: str = ""
+
+    @property
+    def collection(self) -> str:
+        return self.name
+
+    @property
+    def history_collection(self) -> str:
+        return f"{self.name}_history"
+
+    def model(self) -> Any:
+        """The ``fhir.resources.R4B`` pydantic model class (imported lazily, then cached)."""
+        return _model_for(self.name)
+
+
+RESOURCE_TYPES: dict[str, ResourceType] = {
+    rt.name: rt
+    for rt in (
+        ResourceType("Patient", documentation="The DMP holder, identified by the INS."),
+        ResourceType("Practitioner", documentation="A professional, identified by RPPS or ADELI."),
+        ResourceType("PractitionerRole", documentation="A professional's role: profession, place."),
+        ResourceType("Organization", documentation="An establishment, identified by FINESS."),
+        ResourceType("DocumentReference", documentation="A document's metadata (IHE MHD)."),
+        ResourceType("Binary", searchable=False, documentation="A document's content."),
+        ResourceType("List", documentation="An MHD submission set."),
+        ResourceType("Consent", documentation="The patient's access decisions."),
+        ResourceType(
+            "AuditEvent",
+            client_writable=False,
+            documentation="The access trail, written by the server only.",
+        ),
+    )
+}
+
+
+def get_type(name: str) -> ResourceType | None:
+    return RESOURCE_TYPES.get(name)
+
+
+@cache
+def _model_for(name: str) -> Any:
+    module = importlib.import_module(f"fhir.resources.R4B.{name.lower()}")
+    return getattr(module, name)
+
+
+@cache
+def any_model(name: str) -> Any | None:
+    """The R4B model of any FHIR resource type (for contained/bundled resources), or None."""
+    try:
+        module = importlib.import_module(f"fhir.resources.R4B.{name.lower()}")
+    except ImportError:
+        return None
+    model = getattr(module, name, None)
+    return model if isinstance(model, type) else None

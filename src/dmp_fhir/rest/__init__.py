@@ -1,0 +1,1 @@
+"""The HTTP layer: FastAPI routes, content negotiation, bodies, errors, bundles."""

@@ -1,0 +1,66 @@
+"""Test set-up: a real MongoDB-compatible server over TCP, never an imitation.
+
+``MONGODB_URL`` names one (e.g. MongoDB 7); otherwise an embedded FerretDB is built and
+started for the session (``dmp_fhir.devdb``). Each test module gets a fresh database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from dmp_fhir.app import create_app
+from dmp_fhir.config import Settings
+from dmp_fhir.storage import Database
+
+BASE = "http://testserver/fhir"
+
+
+@pytest.fixture(scope="session")
+def mongodb_url() -> Iterator[str]:
+    url = os.environ.get("MONGODB_URL")
+    if url:
+        yield url
+        return
+    from dmp_fhir.devdb import EmbeddedDatabase
+
+    with EmbeddedDatabase() as db:
+        yield db.url
+
+
+def make_settings(mongodb_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "mongodb_url": mongodb_url,
+        "db": f"test_{uuid.uuid4().hex[:12]}",
+        "base_url": BASE,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def app(mongodb_url: str) -> AsyncIterator[FastAPI]:
+    settings = make_settings(mongodb_url)
+    database = Database(mongodb_url, settings.db)
+    application = create_app(settings, database)
+    async with application.router.lifespan_context(application):
+        yield application
+    await database.client.drop_database(settings.db)
+    await database.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+        yield http
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]

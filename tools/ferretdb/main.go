@@ -1,0 +1,50 @@
+// Command ferretdb-embedded starts FerretDB v1 (the MongoDB wire protocol over
+// PostgreSQL or SQLite) from its embeddable package. The upstream command cannot
+// be used with `go install`: it panics at start without its generated build files.
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
+	handler := flag.String("handler", "postgresql", "backend: postgresql or sqlite")
+	pgURL := flag.String("postgresql-url", "postgres://postgres@127.0.0.1:5432/ferretdb", "PostgreSQL URL")
+	sqliteDir := flag.String("sqlite-dir", "", "SQLite data directory (must exist)")
+	flag.Parse()
+
+	cfg := &ferretdb.Config{
+		Listener: ferretdb.ListenerConfig{TCP: *listen},
+		Handler:  *handler,
+	}
+	switch *handler {
+	case "postgresql":
+		cfg.PostgreSQLURL = *pgURL
+	case "sqlite":
+		if *sqliteDir == "" {
+			log.Fatal("-sqlite-dir is required with -handler sqlite")
+		}
+		cfg.SQLiteURL = "file:" + *sqliteDir + "/"
+	default:
+		log.Fatalf("unknown handler %q", *handler)
+	}
+
+	f, err := ferretdb.New(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Printf("FerretDB (%s) listening on %s", *handler, *listen)
+	if err := f.Run(ctx); err != nil && ctx.Err() == nil {
+		log.Fatal(err)
+	}
+}
