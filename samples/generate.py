@@ -62,10 +62,17 @@ PDSM_IS_ARCHIVED = "http://esante.gouv.fr/cisis/fhir/StructureDefinition/PDSm_is
 SECTION_SYSTEM = MATRIX["codeSystems"]["section"]
 
 CLASS_DISPLAY = {
-    "10": "Compte rendu", "11": "Synthèse", "31": "Imagerie médicale", "42": "Prescription",
-    "43": "Dispensation", "44": "Plan de soins, protocole de soins", "45": "Traitement administré",
-    "52": "Certificat, déclaration", "60": "Données de remboursement",
-    "90": "Autres documents déposés par le patient", "95": "Document de gestion",
+    "10": "Compte rendu",
+    "11": "Synthèse",
+    "31": "Imagerie médicale",
+    "42": "Prescription",
+    "43": "Dispensation",
+    "44": "Plan de soins, protocole de soins",
+    "45": "Traitement administré",
+    "52": "Certificat, déclaration",
+    "60": "Données de remboursement",
+    "90": "Autres documents déposés par le patient",
+    "95": "Document de gestion",
 }
 CONF_DISPLAY = {"N": "normal", "R": "restricted", "V": "very restricted"}
 VISIBILITY_DISPLAY = {
@@ -74,26 +81,36 @@ VISIBILITY_DISPLAY = {
     "MASQUE_PS": "Masqué aux professionnels de santé",
 }
 PROFESSION_DISPLAY = {
-    "10": "Médecin", "21": "Pharmacien", "50": "Sage-Femme", "60": "Infirmier",
+    "10": "Médecin",
+    "21": "Pharmacien",
+    "50": "Sage-Femme",
+    "60": "Infirmier",
     "70": "Masseur-Kinésithérapeute",
 }
 SPECIALTY_DISPLAY = {
-    "SM03": "Biologie médicale (SM)", "SM04": "Cardiologie et Maladies vasculaires (SM)",
-    "SM25": "Médecine du travail (SM)", "SM36": "Oncologie, option médicale (SM)",
-    "SM42": "Psychiatrie (SM)", "SM44": "Radio-diagnostic (SM)", "SM54": "Médecine générale (SM)",
+    "SM03": "Biologie médicale (SM)",
+    "SM04": "Cardiologie et Maladies vasculaires (SM)",
+    "SM25": "Médecine du travail (SM)",
+    "SM36": "Oncologie, option médicale (SM)",
+    "SM42": "Psychiatrie (SM)",
+    "SM44": "Radio-diagnostic (SM)",
+    "SM54": "Médecine générale (SM)",
     "SM59": "Médecine d'urgence (SM)",
 }
 SECTOR_DISPLAY = {
-    "SA01": "Etablissement public de santé", "SA07": "Cabinet individuel",
-    "SA08": "Cabinet de groupe", "SA13": "Prévention et soins en entreprise",
-    "SA25": "Laboratoire de biologie médicale", "SA33": "Pharmacie d'officine",
-    "SA52": "Maison de santé ou Pôle de santé", "SA24": "Organisme de sécurité sociale",
+    "SA01": "Etablissement public de santé",
+    "SA07": "Cabinet individuel",
+    "SA08": "Cabinet de groupe",
+    "SA13": "Prévention et soins en entreprise",
+    "SA25": "Laboratoire de biologie médicale",
+    "SA33": "Pharmacie d'officine",
+    "SA52": "Maison de santé ou Pôle de santé",
+    "SA24": "Organisme de sécurité sociale",
 }
 FORMATS = {
     "pdf": (TRE_A11, "urn:ihe:iti:xds-sd:pdf:2008", "Document à corps non structuré en Pdf/A-1"),
     "text": (TRE_A11, "urn:ihe:iti:xds-sd:text:2008", "Document à corps non structuré en texte brut"),
-    "cda-lab": (TRE_A11, "urn:ihe:lab:xd-lab:2008",
-                "Compte rendu structuré d'examens de biologie médicale"),
+    "cda-lab": (TRE_A11, "urn:ihe:lab:xd-lab:2008", "Compte rendu structuré d'examens de biologie médicale"),
     "cda-vsm": (TRE_A06, "urn:asip:ci-sis:vsm:2012", "Synthèse médicale"),
     "cda-vac": (TRE_A06, "urn:asip:ci-sis:vac-note:2021", "Note de vaccination"),
 }
@@ -170,31 +187,92 @@ def phone(n: int) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- organisations
 ORGS: list[dict[str, Any]] = [
-    {"id": "org-chu-bellerive", "name": "CHU de Bellerive-sur-Aure", "finess": finess(1001),
-     "sector": "SA01", "line": "1 avenue de l'Hôpital", "tel": 1},
-    {"id": "org-chu-urgences", "name": "CHU de Bellerive-sur-Aure - Service des urgences",
-     "sector": "SA01", "partOf": "org-chu-bellerive", "line": "1 avenue de l'Hôpital",
-     "extraType": (V3_ROLE_CODE, "ER", "Emergency room"), "tel": 2},
-    {"id": "org-samu-99", "name": "SAMU 99 - Centre de réception et de régulation des appels",
-     "sector": "SA01", "partOf": "org-chu-bellerive", "line": "1 avenue de l'Hôpital",
-     "extraType": (TRE_A01, "SAMU_SMUR", "SAMU/SMUR"), "tel": 3},
-    {"id": "org-labo-biolam", "name": "Laboratoire de biologie médicale BIOLAM",
-     "finess": finess(2002), "sector": "SA25", "line": "14 rue Pasteur", "tel": 4},
-    {"id": "org-imagerie-tilleuls", "name": "Cabinet d'imagerie médicale des Tilleuls",
-     "finess": finess(3003), "sector": "SA08", "line": "3 allée des Tilleuls", "tel": 5},
-    {"id": "org-pharmacie-halles", "name": "Pharmacie des Halles", "finess": finess(4004),
-     "sector": "SA33", "line": "2 place des Halles", "tel": 6},
-    {"id": "org-msp-aure", "name": "Maison de santé pluriprofessionnelle de l'Aure",
-     "finess": finess(5005), "sector": "SA52", "line": "8 rue des Écoles", "tel": 7},
-    {"id": "org-cabinet-kine-pont", "name": "Cabinet de kinésithérapie du Pont",
-     "sector": "SA07", "line": "21 quai du Pont", "tel": 8},
-    {"id": "org-cabinet-sf-aure", "name": "Cabinet de sage-femme de l'Aure",
-     "sector": "SA07", "line": "5 rue des Lilas", "tel": 9},
-    {"id": "org-spst-aure", "name": "Service de prévention et de santé au travail de l'Aure",
-     "sector": "SA13", "line": "40 boulevard de l'Industrie", "tel": 10},
-    {"id": "org-dmp-hebergeur", "name": "Hébergeur du DMP (fictif)",
-     "line": "99 rue de l'Hébergement", "tel": 11,
-     "note": "Dépositaire des documents déposés par les patients eux-mêmes."},
+    {
+        "id": "org-chu-bellerive",
+        "name": "CHU de Bellerive-sur-Aure",
+        "finess": finess(1001),
+        "sector": "SA01",
+        "line": "1 avenue de l'Hôpital",
+        "tel": 1,
+    },
+    {
+        "id": "org-chu-urgences",
+        "name": "CHU de Bellerive-sur-Aure - Service des urgences",
+        "sector": "SA01",
+        "partOf": "org-chu-bellerive",
+        "line": "1 avenue de l'Hôpital",
+        "extraType": (V3_ROLE_CODE, "ER", "Emergency room"),
+        "tel": 2,
+    },
+    {
+        "id": "org-samu-99",
+        "name": "SAMU 99 - Centre de réception et de régulation des appels",
+        "sector": "SA01",
+        "partOf": "org-chu-bellerive",
+        "line": "1 avenue de l'Hôpital",
+        "extraType": (TRE_A01, "SAMU_SMUR", "SAMU/SMUR"),
+        "tel": 3,
+    },
+    {
+        "id": "org-labo-biolam",
+        "name": "Laboratoire de biologie médicale BIOLAM",
+        "finess": finess(2002),
+        "sector": "SA25",
+        "line": "14 rue Pasteur",
+        "tel": 4,
+    },
+    {
+        "id": "org-imagerie-tilleuls",
+        "name": "Cabinet d'imagerie médicale des Tilleuls",
+        "finess": finess(3003),
+        "sector": "SA08",
+        "line": "3 allée des Tilleuls",
+        "tel": 5,
+    },
+    {
+        "id": "org-pharmacie-halles",
+        "name": "Pharmacie des Halles",
+        "finess": finess(4004),
+        "sector": "SA33",
+        "line": "2 place des Halles",
+        "tel": 6,
+    },
+    {
+        "id": "org-msp-aure",
+        "name": "Maison de santé pluriprofessionnelle de l'Aure",
+        "finess": finess(5005),
+        "sector": "SA52",
+        "line": "8 rue des Écoles",
+        "tel": 7,
+    },
+    {
+        "id": "org-cabinet-kine-pont",
+        "name": "Cabinet de kinésithérapie du Pont",
+        "sector": "SA07",
+        "line": "21 quai du Pont",
+        "tel": 8,
+    },
+    {
+        "id": "org-cabinet-sf-aure",
+        "name": "Cabinet de sage-femme de l'Aure",
+        "sector": "SA07",
+        "line": "5 rue des Lilas",
+        "tel": 9,
+    },
+    {
+        "id": "org-spst-aure",
+        "name": "Service de prévention et de santé au travail de l'Aure",
+        "sector": "SA13",
+        "line": "40 boulevard de l'Industrie",
+        "tel": 10,
+    },
+    {
+        "id": "org-dmp-hebergeur",
+        "name": "Hébergeur du DMP (fictif)",
+        "line": "99 rue de l'Hébergement",
+        "tel": 11,
+        "note": "Dépositaire des documents déposés par les patients eux-mêmes.",
+    },
 ]
 ORG = {o["id"]: o for o in ORGS}
 
@@ -203,11 +281,26 @@ def organization(o: dict[str, Any]) -> dict[str, Any]:
     res: dict[str, Any] = {"resourceType": "Organization", "id": o["id"], "active": True}
     ids = []
     if "finess" in o:
-        ids.append({"use": "official", "type": cc(FR_V2_0203, "IDNST",
-                                   "Identification nationale de structure définie par l'ANS dans le CI-SIS"),
-                    "system": OID_IDNST, "value": "1" + o["finess"]})
-        ids.append({"use": "official", "type": cc(FR_V2_0203, "FINEG", "FINESS d'entité géographique"),
-                    "system": FINESS_SYSTEM, "value": o["finess"]})
+        ids.append(
+            {
+                "use": "official",
+                "type": cc(
+                    FR_V2_0203,
+                    "IDNST",
+                    "Identification nationale de structure définie par l'ANS dans le CI-SIS",
+                ),
+                "system": OID_IDNST,
+                "value": "1" + o["finess"],
+            }
+        )
+        ids.append(
+            {
+                "use": "official",
+                "type": cc(FR_V2_0203, "FINEG", "FINESS d'entité géographique"),
+                "system": FINESS_SYSTEM,
+                "value": o["finess"],
+            }
+        )
     if ids:
         res["identifier"] = ids
     types = []
@@ -255,12 +348,21 @@ def practitioner(p: tuple[str, str, str, str, str, str | None, str, int]) -> dic
     if prof in DOCTOR_TITLE:
         name["prefix"] = ["Dr"]
     return {
-        "resourceType": "Practitioner", "id": f"pra-{key}",
+        "resourceType": "Practitioner",
+        "id": f"pra-{key}",
         "identifier": [
-            {"use": "official", "type": cc(FR_V2_0203, "IDNPS", "Identifiant National de Professionnel de Santé"),
-             "system": OID_IDNPS, "value": "8" + number},
-            {"use": "official", "type": cc(FR_V2_0203, "RPPS", "N° RPPS"),
-             "system": RPPS_SYSTEM, "value": number},
+            {
+                "use": "official",
+                "type": cc(FR_V2_0203, "IDNPS", "Identifiant National de Professionnel de Santé"),
+                "system": OID_IDNPS,
+                "value": "8" + number,
+            },
+            {
+                "use": "official",
+                "type": cc(FR_V2_0203, "RPPS", "N° RPPS"),
+                "system": RPPS_SYSTEM,
+                "value": number,
+            },
         ],
         "active": True,
         "name": [name],
@@ -271,7 +373,9 @@ def practitioner(p: tuple[str, str, str, str, str, str | None, str, int]) -> dic
 def practitioner_role(p: tuple[str, str, str, str, str, str | None, str, int]) -> dict[str, Any]:
     key, given, family, _gender, prof, spec, org, n = p
     res: dict[str, Any] = {
-        "resourceType": "PractitionerRole", "id": f"prr-{key}", "active": True,
+        "resourceType": "PractitionerRole",
+        "id": f"prr-{key}",
+        "active": True,
         "practitioner": ref("Practitioner", f"pra-{key}", f"{given} {family}"),
         "organization": ref("Organization", org, ORG[org]["name"]),
         "code": [cc(TRE_G15, prof, PROFESSION_DISPLAY[prof])],
@@ -285,28 +389,168 @@ def practitioner_role(p: tuple[str, str, str, str, str, str | None, str, int]) -
 # --------------------------------------------------------------------------- patients
 # id, given, family, gender, birthDate, GP key, extra
 PATIENTS: list[dict[str, Any]] = [
-    {"id": "pat-001", "given": "Jeanne", "family": "DUPUIS", "gender": "female", "birth": "1958-04-12", "gp": "gp-martin"},
-    {"id": "pat-002", "given": "Julien", "family": "ROBIN", "gender": "male", "birth": "1979-09-23", "gp": "gp-nguyen"},
-    {"id": "pat-003", "given": "Hélène", "family": "FABRE", "gender": "female", "birth": "1966-01-30", "gp": "gp-benali"},
-    {"id": "pat-004", "given": "Michel", "family": "LEROY", "gender": "male", "birth": "1949-11-05", "gp": "gp-martin"},
-    {"id": "pat-005", "given": "Inès", "family": "CARON", "gender": "female", "birth": "1995-06-18", "gp": "gp-nguyen"},
-    {"id": "pat-006", "given": "Karim", "family": "HADDAD", "gender": "male", "birth": "1984-02-27", "gp": "gp-benali"},
-    {"id": "pat-007", "given": "Sophie", "family": "MERCIER", "gender": "female", "birth": "1972-08-09", "gp": "gp-martin"},
-    {"id": "pat-008", "given": "Bernard", "family": "COLIN", "gender": "male", "birth": "1955-12-01", "gp": "gp-nguyen"},
-    {"id": "pat-009", "given": "Amélie", "family": "GIRAUD", "gender": "female", "birth": "1991-03-14", "gp": "gp-benali"},
-    {"id": "pat-010", "given": "Robert", "family": "LAMBERTIN", "gender": "male", "birth": "1938-07-21", "gp": "gp-martin",
-     "deceased": "2024-02-10T06:40:00+01:00"},
-    {"id": "pat-011", "given": "Chantal", "family": "BLANC", "gender": "female", "birth": "1962-10-02", "gp": "gp-nguyen"},
-    {"id": "pat-012", "given": "Yannick", "family": "LE GALL", "gender": "male", "birth": "1970-05-29", "gp": "gp-benali"},
-    {"id": "pat-013", "given": "Fatou", "family": "DIALLO", "gender": "female", "birth": "1988-12-17", "gp": "gp-martin"},
-    {"id": "pat-014", "given": "Pierre", "family": "VIDAL", "gender": "male", "birth": "1945-03-08", "gp": "gp-nguyen"},
-    {"id": "pat-015", "given": "Océane", "family": "PETIT", "gender": "female", "birth": "2001-07-25", "gp": "gp-benali"},
-    {"id": "pat-016", "given": "Luc", "family": "MARCHAND", "gender": "male", "birth": "1967-09-11", "gp": "gp-martin"},
-    {"id": "pat-017", "given": "Nathalie", "family": "ROCHE", "gender": "female", "birth": "1976-04-04", "gp": "gp-nguyen"},
-    {"id": "pat-018", "given": "Mehdi", "family": "BOUZID", "gender": "male", "birth": "1993-01-19", "gp": "gp-benali"},
-    {"id": "pat-019", "given": "Gisèle", "family": "AUBERT", "gender": "female", "birth": "1952-06-30", "gp": "gp-martin"},
-    {"id": "pat-020", "given": "Léa", "family": "FONTAINE", "gender": "female", "birth": "2010-05-03", "gp": "gp-benali",
-     "minor": True},
+    {
+        "id": "pat-001",
+        "given": "Jeanne",
+        "family": "DUPUIS",
+        "gender": "female",
+        "birth": "1958-04-12",
+        "gp": "gp-martin",
+    },
+    {
+        "id": "pat-002",
+        "given": "Julien",
+        "family": "ROBIN",
+        "gender": "male",
+        "birth": "1979-09-23",
+        "gp": "gp-nguyen",
+    },
+    {
+        "id": "pat-003",
+        "given": "Hélène",
+        "family": "FABRE",
+        "gender": "female",
+        "birth": "1966-01-30",
+        "gp": "gp-benali",
+    },
+    {
+        "id": "pat-004",
+        "given": "Michel",
+        "family": "LEROY",
+        "gender": "male",
+        "birth": "1949-11-05",
+        "gp": "gp-martin",
+    },
+    {
+        "id": "pat-005",
+        "given": "Inès",
+        "family": "CARON",
+        "gender": "female",
+        "birth": "1995-06-18",
+        "gp": "gp-nguyen",
+    },
+    {
+        "id": "pat-006",
+        "given": "Karim",
+        "family": "HADDAD",
+        "gender": "male",
+        "birth": "1984-02-27",
+        "gp": "gp-benali",
+    },
+    {
+        "id": "pat-007",
+        "given": "Sophie",
+        "family": "MERCIER",
+        "gender": "female",
+        "birth": "1972-08-09",
+        "gp": "gp-martin",
+    },
+    {
+        "id": "pat-008",
+        "given": "Bernard",
+        "family": "COLIN",
+        "gender": "male",
+        "birth": "1955-12-01",
+        "gp": "gp-nguyen",
+    },
+    {
+        "id": "pat-009",
+        "given": "Amélie",
+        "family": "GIRAUD",
+        "gender": "female",
+        "birth": "1991-03-14",
+        "gp": "gp-benali",
+    },
+    {
+        "id": "pat-010",
+        "given": "Robert",
+        "family": "LAMBERTIN",
+        "gender": "male",
+        "birth": "1938-07-21",
+        "gp": "gp-martin",
+        "deceased": "2024-02-10T06:40:00+01:00",
+    },
+    {
+        "id": "pat-011",
+        "given": "Chantal",
+        "family": "BLANC",
+        "gender": "female",
+        "birth": "1962-10-02",
+        "gp": "gp-nguyen",
+    },
+    {
+        "id": "pat-012",
+        "given": "Yannick",
+        "family": "LE GALL",
+        "gender": "male",
+        "birth": "1970-05-29",
+        "gp": "gp-benali",
+    },
+    {
+        "id": "pat-013",
+        "given": "Fatou",
+        "family": "DIALLO",
+        "gender": "female",
+        "birth": "1988-12-17",
+        "gp": "gp-martin",
+    },
+    {
+        "id": "pat-014",
+        "given": "Pierre",
+        "family": "VIDAL",
+        "gender": "male",
+        "birth": "1945-03-08",
+        "gp": "gp-nguyen",
+    },
+    {
+        "id": "pat-015",
+        "given": "Océane",
+        "family": "PETIT",
+        "gender": "female",
+        "birth": "2001-07-25",
+        "gp": "gp-benali",
+    },
+    {
+        "id": "pat-016",
+        "given": "Luc",
+        "family": "MARCHAND",
+        "gender": "male",
+        "birth": "1967-09-11",
+        "gp": "gp-martin",
+    },
+    {
+        "id": "pat-017",
+        "given": "Nathalie",
+        "family": "ROCHE",
+        "gender": "female",
+        "birth": "1976-04-04",
+        "gp": "gp-nguyen",
+    },
+    {
+        "id": "pat-018",
+        "given": "Mehdi",
+        "family": "BOUZID",
+        "gender": "male",
+        "birth": "1993-01-19",
+        "gp": "gp-benali",
+    },
+    {
+        "id": "pat-019",
+        "given": "Gisèle",
+        "family": "AUBERT",
+        "gender": "female",
+        "birth": "1952-06-30",
+        "gp": "gp-martin",
+    },
+    {
+        "id": "pat-020",
+        "given": "Léa",
+        "family": "FONTAINE",
+        "gender": "female",
+        "birth": "2010-05-03",
+        "gp": "gp-benali",
+        "minor": True,
+    },
 ]
 PAT = {p["id"]: p for p in PATIENTS}
 
@@ -327,26 +571,46 @@ def ins(p: dict[str, Any]) -> str:
 def patient(p: dict[str, Any]) -> dict[str, Any]:
     n = int(p["id"].split("-")[1])
     res: dict[str, Any] = {
-        "resourceType": "Patient", "id": p["id"],
-        "extension": [{
-            "url": FR_IDENTITY_RELIABILITY,
-            "extension": [{"url": "identityStatus",
-                           "valueCoding": coding(FR_V2_0445, "VALI", "Identité validée")}],
-        }],
-        "identifier": [{"use": "official", "type": cc(FR_V2_0203, "INS-NIR", "NIR définitif"),
-                        "system": OID_INS_NIR, "value": ins(p)}],
+        "resourceType": "Patient",
+        "id": p["id"],
+        "extension": [
+            {
+                "url": FR_IDENTITY_RELIABILITY,
+                "extension": [
+                    {"url": "identityStatus", "valueCoding": coding(FR_V2_0445, "VALI", "Identité validée")}
+                ],
+            }
+        ],
+        "identifier": [
+            {
+                "use": "official",
+                "type": cc(FR_V2_0203, "INS-NIR", "NIR définitif"),
+                "system": OID_INS_NIR,
+                "value": ins(p),
+            }
+        ],
         "active": True,
         "name": [{"use": "official", "family": p["family"], "given": [p["given"]]}],
-        "telecom": [{"system": "phone", "value": f"01 99 00 {n // 100 + 50:02d} {n % 100:02d}", "use": "home"}],
+        "telecom": [
+            {"system": "phone", "value": f"01 99 00 {n // 100 + 50:02d} {n % 100:02d}", "use": "home"}
+        ],
         "gender": p["gender"],
         "birthDate": p["birth"],
     }
     if "deceased" in p:
         res["deceasedDateTime"] = p["deceased"]
-    res["address"] = [{"use": "home", "line": [f"{n} rue des Fictions"], "postalCode": POSTAL,
-                       "city": CITY, "country": "FRA"}]
-    res["communication"] = [{"language": cc("urn:ietf:bcp:47", "fr-FR", "French (France)"),
-                             "preferred": True}]
+    res["address"] = [
+        {
+            "use": "home",
+            "line": [f"{n} rue des Fictions"],
+            "postalCode": POSTAL,
+            "city": CITY,
+            "country": "FRA",
+        }
+    ]
+    res["communication"] = [
+        {"language": cc("urn:ietf:bcp:47", "fr-FR", "French (France)"), "preferred": True}
+    ]
     res["generalPractitioner"] = [ref("PractitionerRole", f"prr-{p['gp']}")]
     return res
 
@@ -381,13 +645,17 @@ def make_pdf(lines: list[str]) -> bytes:
     out += b"0000000000 65535 f \n"
     for off in offsets:
         out += f"{off:010d} 00000 n \n".encode()
-    out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\n"
-            f"startxref\n{xref_at}\n%%EOF\n").encode()
+    out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref_at}\n%%EOF\n").encode()
     return out
 
 
 def xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def name_xml(given: str, family: str, prefix: str | None = None) -> str:
+    pre = f"<prefix>{prefix}</prefix>" if prefix else ""
+    return f"<name>{pre}<given>{xml_escape(given)}</given><family>{xml_escape(family)}</family></name>"
 
 
 def hl7_ts(dt: str) -> str:
@@ -408,8 +676,9 @@ def make_cda(doc: dict[str, Any], p: dict[str, Any], author_key: str) -> bytes:
     for title, rows in doc["sections"]:
         if isinstance(rows, list):
             head = "".join(f"<th>{xml_escape(h)}</th>" for h in rows[0])
-            body = "".join("<tr>" + "".join(f"<td>{xml_escape(c)}</td>" for c in r) + "</tr>"
-                           for r in rows[1:])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{xml_escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:]
+            )
             text = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         else:
             text = f"<paragraph>{xml_escape(rows)}</paragraph>"
@@ -417,7 +686,8 @@ def make_cda(doc: dict[str, Any], p: dict[str, Any], author_key: str) -> bytes:
             "      <component>\n        <section>\n"
             f"          <title>{xml_escape(title)}</title>\n"
             f"          <text>{text}</text>\n"
-            "        </section>\n      </component>\n")
+            "        </section>\n      </component>\n"
+        )
     custodian_org = ORG[doc.get("custodian", a[6])]
     conf = doc["labels"][0]
     xml = (
@@ -428,43 +698,54 @@ def make_cda(doc: dict[str, Any], p: dict[str, Any], author_key: str) -> bytes:
         f'  <id root="{oid_2_25("cda/" + doc["id"])[8:]}"/>\n'
         f'  <code code="{doc["type"]}" codeSystem="2.16.840.1.113883.6.1" codeSystemName="LOINC" '
         f'displayName="{xml_escape(dtype["display"])}"/>\n'
-        f'  <title>{xml_escape(doc["title"])}</title>\n'
+        f"  <title>{xml_escape(doc['title'])}</title>\n"
         f'  <effectiveTime value="{ts}"/>\n'
         f'  <confidentialityCode code="{conf}" codeSystem="2.16.840.1.113883.5.25"/>\n'
         '  <languageCode code="fr-FR"/>\n'
-        '  <recordTarget>\n    <patientRole>\n'
+        "  <recordTarget>\n    <patientRole>\n"
         f'      <id root="1.2.250.1.213.1.4.8" extension="{ins(p)}"/>\n'
-        '      <patient>\n'
-        f'        <name><given>{xml_escape(p["given"])}</given><family>{xml_escape(p["family"])}</family></name>\n'
+        "      <patient>\n"
+        f"        {name_xml(p['given'], p['family'])}\n"
         f'        <administrativeGenderCode code="{gender}" codeSystem="2.16.840.1.113883.5.1"/>\n'
         f'        <birthTime value="{p["birth"].replace("-", "")}"/>\n'
-        '      </patient>\n    </patientRole>\n  </recordTarget>\n'
-        '  <author>\n'
+        "      </patient>\n    </patientRole>\n  </recordTarget>\n"
+        "  <author>\n"
         f'    <time value="{ts}"/>\n'
-        '    <assignedAuthor>\n'
+        "    <assignedAuthor>\n"
         f'      <id root="1.2.250.1.71.4.2.1" extension="8{rpps(a[7])}"/>\n'
-        + (f'      <code code="{a[5]}" codeSystem="1.2.250.1.213.2.28" '
-           f'displayName="{xml_escape(SPECIALTY_DISPLAY[a[5]])}"/>\n' if a[5] else "")
-        + '      <assignedPerson>\n'
-        f'        <name>{"<prefix>Dr</prefix>" if a[4] in DOCTOR_TITLE else ""}<given>{xml_escape(a[1])}</given><family>{xml_escape(a[2])}</family></name>\n'
-        '      </assignedPerson>\n'
-        '      <representedOrganization>\n'
-        + (f'        <id root="1.2.250.1.71.4.2.2" extension="1{org["finess"]}"/>\n' if "finess" in org else "")
-        + f'        <name>{xml_escape(org["name"])}</name>\n'
-        '      </representedOrganization>\n'
-        '    </assignedAuthor>\n  </author>\n'
-        '  <custodian>\n    <assignedCustodian>\n      <representedCustodianOrganization>\n'
-        + (f'        <id root="1.2.250.1.71.4.2.2" extension="1{custodian_org["finess"]}"/>\n'
-           if "finess" in custodian_org else "")
-        + f'        <name>{xml_escape(custodian_org["name"])}</name>\n'
-        '      </representedCustodianOrganization>\n    </assignedCustodian>\n  </custodian>\n'
-        '  <documentationOf>\n    <serviceEvent>\n'
+        + (
+            f'      <code code="{a[5]}" codeSystem="1.2.250.1.213.2.28" '
+            f'displayName="{xml_escape(SPECIALTY_DISPLAY[a[5]])}"/>\n'
+            if a[5]
+            else ""
+        )
+        + "      <assignedPerson>\n"
+        f"        {name_xml(a[1], a[2], 'Dr' if a[4] in DOCTOR_TITLE else None)}\n"
+        "      </assignedPerson>\n"
+        "      <representedOrganization>\n"
+        + (
+            f'        <id root="1.2.250.1.71.4.2.2" extension="1{org["finess"]}"/>\n'
+            if "finess" in org
+            else ""
+        )
+        + f"        <name>{xml_escape(org['name'])}</name>\n"
+        "      </representedOrganization>\n"
+        "    </assignedAuthor>\n  </author>\n"
+        "  <custodian>\n    <assignedCustodian>\n      <representedCustodianOrganization>\n"
+        + (
+            f'        <id root="1.2.250.1.71.4.2.2" extension="1{custodian_org["finess"]}"/>\n'
+            if "finess" in custodian_org
+            else ""
+        )
+        + f"        <name>{xml_escape(custodian_org['name'])}</name>\n"
+        "      </representedCustodianOrganization>\n    </assignedCustodian>\n  </custodian>\n"
+        "  <documentationOf>\n    <serviceEvent>\n"
         f'      <effectiveTime><low value="{hl7_ts(doc["start"])}"/></effectiveTime>\n'
-        '    </serviceEvent>\n  </documentationOf>\n'
-        '  <component>\n    <structuredBody>\n'
+        "    </serviceEvent>\n  </documentationOf>\n"
+        "  <component>\n    <structuredBody>\n"
         + "".join(sections)
-        + '    </structuredBody>\n  </component>\n'
-        '</ClinicalDocument>\n'
+        + "    </structuredBody>\n  </component>\n"
+        "</ClinicalDocument>\n"
     )
     return xml.encode("utf-8")
 
@@ -479,207 +760,491 @@ def make_text(lines: list[str]) -> bytes:
 # (first = N/R/V then TRE_A07 codes), content, submission set id, description.
 DOCS: list[dict[str, Any]] = [
     # ---- pat-001: cardiac follow-up ------------------------------------------------------
-    {"id": "doc-001-ldl", "patient": "pat-001", "type": "11490-0", "author": "cardio-roux",
-     "date": "2024-03-15T16:20:00+01:00", "start": "2024-03-11T09:30:00+01:00", "end": "2024-03-15T12:00:00+01:00",
-     "title": "Lettre de liaison - sortie de cardiologie", "kind": "pdf", "labels": ["N"], "ss": "ss-001-chu",
-     "lines": ["CHU de Bellerive-sur-Aure - Service de cardiologie",
-               "Lettre de liaison à la sortie - Mme Jeanne DUPUIS (née le 12/04/1958)",
-               "Séjour du 11/03/2024 au 15/03/2024.",
-               "Motif : décompensation cardiaque gauche sur fibrillation atriale.",
-               "Traitement de sortie : bisoprolol 2,5 mg, apixaban 5 mg x2, furosémide 40 mg.",
-               "Suivi : consultation de cardiologie à 1 mois, bilan rénal à J8.",
-               "Dr Philippe ROUX, cardiologue (document fictif)."]},
-    {"id": "doc-001-cs-cardio", "patient": "pat-001", "type": "11488-4", "author": "cardio-roux",
-     "date": "2024-04-16T11:05:00+02:00", "start": "2024-04-16T10:30:00+02:00",
-     "title": "Consultation de cardiologie - suivi à 1 mois", "kind": "pdf", "labels": ["N"], "ss": "ss-001-chu-cs",
-     "lines": ["Consultation de cardiologie du 16/04/2024",
-               "Patiente asymptomatique, NYHA I. TA 128/76, FC 68/min, ECG : rythme sinusal.",
-               "Échographie : FEVG 50 %. Poursuite du traitement.",
-               "Prochain contrôle dans 6 mois. Dr Philippe ROUX (document fictif)."]},
-    {"id": "doc-001-bio", "patient": "pat-001", "type": "11502-2", "author": "bio-chevalier",
-     "date": "2024-03-23T14:00:00+01:00", "start": "2024-03-23T08:10:00+01:00",
-     "title": "Compte rendu de biologie - bilan rénal et ionogramme", "kind": "cda-lab", "labels": ["N"],
-     "ss": "ss-001-labo",
-     "sections": [("Biochimie", [["Analyse", "Résultat", "Unité", "Valeurs de référence"],
-                                 ["Créatinine", "88", "µmol/L", "45 - 90"],
-                                 ["DFG (CKD-EPI)", "61", "mL/min/1,73 m²", "> 60"],
-                                 ["Sodium", "139", "mmol/L", "136 - 145"],
-                                 ["Potassium", "4,3", "mmol/L", "3,5 - 5,1"]]),
-                  ("Commentaire", "Fonction rénale stable sous diurétique. Document fictif.")]},
-    {"id": "doc-001-ordo", "patient": "pat-001", "type": "57833-6", "author": "gp-martin",
-     "date": "2024-04-20T09:40:00+02:00", "start": "2024-04-20T09:15:00+02:00",
-     "title": "Ordonnance - renouvellement du traitement cardiologique", "kind": "pdf", "labels": ["N"],
-     "ss": "ss-001-gp",
-     "lines": ["Dr Claire MARTIN - Médecin généraliste - MSP de l'Aure",
-               "Ordonnance du 20/04/2024 pour Mme Jeanne DUPUIS",
-               "Bisoprolol 2,5 mg : 1 cp le matin - 3 mois",
-               "Apixaban 5 mg : 1 cp matin et soir - 3 mois",
-               "Furosémide 40 mg : 1 cp le matin - 3 mois",
-               "(document fictif)"]},
-    {"id": "doc-001-vsm", "patient": "pat-001", "type": "60591-5", "author": "gp-martin",
-     "date": "2024-04-20T09:45:00+02:00", "start": "2024-04-20T09:15:00+02:00",
-     "title": "Volet de synthèse médicale", "kind": "cda-vsm", "labels": ["N"], "ss": "ss-001-gp",
-     "sections": [("Pathologies en cours", "Insuffisance cardiaque à FEVG modérément réduite ; fibrillation atriale paroxystique."),
-                  ("Antécédents", "Hypertension artérielle depuis 2010. Cholécystectomie en 1998."),
-                  ("Allergies", "Pénicillines (urticaire)."),
-                  ("Traitements", [["Médicament", "Posologie"], ["Bisoprolol 2,5 mg", "1/j"],
-                                   ["Apixaban 5 mg", "2/j"], ["Furosémide 40 mg", "1/j"]]),
-                  ("Commentaire", "Document fictif.")]},
-    {"id": "doc-001-disp", "patient": "pat-001", "type": "60593-1", "author": "pharm-lemoine",
-     "date": "2024-04-20T17:30:00+02:00", "start": "2024-04-20T17:25:00+02:00",
-     "title": "Dispensation du 20/04/2024", "kind": "text", "labels": ["N"], "ss": "ss-001-pharma",
-     "lines": ["Pharmacie des Halles - Dispensation du 20/04/2024",
-               "Patiente : Jeanne DUPUIS",
-               "Prescripteur : Dr Claire MARTIN (ordonnance du 20/04/2024)",
-               "- Bisoprolol 2,5 mg, boîte de 30 x 3",
-               "- Apixaban 5 mg, boîte de 60 x 3",
-               "- Furosémide 40 mg, boîte de 30 x 3",
-               "Conseils : prise régulière, surveillance des saignements.",
-               "Document fictif."]},
-    {"id": "doc-001-note-patient", "patient": "pat-001", "type": "EXPPAT_2", "author": "patient",
-     "date": "2024-05-02T20:12:00+02:00", "start": "2024-05-02T20:00:00+02:00",
-     "title": "Mon carnet de tension", "kind": "text", "labels": ["N"], "ss": "ss-001-patient",
-     "custodian": "org-dmp-hebergeur",
-     "lines": ["Carnet de tension - Jeanne Dupuis", "28/04 matin 131/79  soir 126/74",
-               "29/04 matin 129/77  soir 124/72", "30/04 matin 134/80  soir 127/75",
-               "Un peu essoufflée en montant les escaliers le 29/04.", "Document fictif."]},
+    {
+        "id": "doc-001-ldl",
+        "patient": "pat-001",
+        "type": "11490-0",
+        "author": "cardio-roux",
+        "date": "2024-03-15T16:20:00+01:00",
+        "start": "2024-03-11T09:30:00+01:00",
+        "end": "2024-03-15T12:00:00+01:00",
+        "title": "Lettre de liaison - sortie de cardiologie",
+        "kind": "pdf",
+        "labels": ["N"],
+        "ss": "ss-001-chu",
+        "lines": [
+            "CHU de Bellerive-sur-Aure - Service de cardiologie",
+            "Lettre de liaison à la sortie - Mme Jeanne DUPUIS (née le 12/04/1958)",
+            "Séjour du 11/03/2024 au 15/03/2024.",
+            "Motif : décompensation cardiaque gauche sur fibrillation atriale.",
+            "Traitement de sortie : bisoprolol 2,5 mg, apixaban 5 mg x2, furosémide 40 mg.",
+            "Suivi : consultation de cardiologie à 1 mois, bilan rénal à J8.",
+            "Dr Philippe ROUX, cardiologue (document fictif).",
+        ],
+    },
+    {
+        "id": "doc-001-cs-cardio",
+        "patient": "pat-001",
+        "type": "11488-4",
+        "author": "cardio-roux",
+        "date": "2024-04-16T11:05:00+02:00",
+        "start": "2024-04-16T10:30:00+02:00",
+        "title": "Consultation de cardiologie - suivi à 1 mois",
+        "kind": "pdf",
+        "labels": ["N"],
+        "ss": "ss-001-chu-cs",
+        "lines": [
+            "Consultation de cardiologie du 16/04/2024",
+            "Patiente asymptomatique, NYHA I. TA 128/76, FC 68/min, ECG : rythme sinusal.",
+            "Échographie : FEVG 50 %. Poursuite du traitement.",
+            "Prochain contrôle dans 6 mois. Dr Philippe ROUX (document fictif).",
+        ],
+    },
+    {
+        "id": "doc-001-bio",
+        "patient": "pat-001",
+        "type": "11502-2",
+        "author": "bio-chevalier",
+        "date": "2024-03-23T14:00:00+01:00",
+        "start": "2024-03-23T08:10:00+01:00",
+        "title": "Compte rendu de biologie - bilan rénal et ionogramme",
+        "kind": "cda-lab",
+        "labels": ["N"],
+        "ss": "ss-001-labo",
+        "sections": [
+            (
+                "Biochimie",
+                [
+                    ["Analyse", "Résultat", "Unité", "Valeurs de référence"],
+                    ["Créatinine", "88", "µmol/L", "45 - 90"],
+                    ["DFG (CKD-EPI)", "61", "mL/min/1,73 m²", "> 60"],
+                    ["Sodium", "139", "mmol/L", "136 - 145"],
+                    ["Potassium", "4,3", "mmol/L", "3,5 - 5,1"],
+                ],
+            ),
+            ("Commentaire", "Fonction rénale stable sous diurétique. Document fictif."),
+        ],
+    },
+    {
+        "id": "doc-001-ordo",
+        "patient": "pat-001",
+        "type": "57833-6",
+        "author": "gp-martin",
+        "date": "2024-04-20T09:40:00+02:00",
+        "start": "2024-04-20T09:15:00+02:00",
+        "title": "Ordonnance - renouvellement du traitement cardiologique",
+        "kind": "pdf",
+        "labels": ["N"],
+        "ss": "ss-001-gp",
+        "lines": [
+            "Dr Claire MARTIN - Médecin généraliste - MSP de l'Aure",
+            "Ordonnance du 20/04/2024 pour Mme Jeanne DUPUIS",
+            "Bisoprolol 2,5 mg : 1 cp le matin - 3 mois",
+            "Apixaban 5 mg : 1 cp matin et soir - 3 mois",
+            "Furosémide 40 mg : 1 cp le matin - 3 mois",
+            "(document fictif)",
+        ],
+    },
+    {
+        "id": "doc-001-vsm",
+        "patient": "pat-001",
+        "type": "60591-5",
+        "author": "gp-martin",
+        "date": "2024-04-20T09:45:00+02:00",
+        "start": "2024-04-20T09:15:00+02:00",
+        "title": "Volet de synthèse médicale",
+        "kind": "cda-vsm",
+        "labels": ["N"],
+        "ss": "ss-001-gp",
+        "sections": [
+            (
+                "Pathologies en cours",
+                "Insuffisance cardiaque à FEVG modérément réduite ; fibrillation atriale paroxystique.",
+            ),
+            ("Antécédents", "Hypertension artérielle depuis 2010. Cholécystectomie en 1998."),
+            ("Allergies", "Pénicillines (urticaire)."),
+            (
+                "Traitements",
+                [
+                    ["Médicament", "Posologie"],
+                    ["Bisoprolol 2,5 mg", "1/j"],
+                    ["Apixaban 5 mg", "2/j"],
+                    ["Furosémide 40 mg", "1/j"],
+                ],
+            ),
+            ("Commentaire", "Document fictif."),
+        ],
+    },
+    {
+        "id": "doc-001-disp",
+        "patient": "pat-001",
+        "type": "60593-1",
+        "author": "pharm-lemoine",
+        "date": "2024-04-20T17:30:00+02:00",
+        "start": "2024-04-20T17:25:00+02:00",
+        "title": "Dispensation du 20/04/2024",
+        "kind": "text",
+        "labels": ["N"],
+        "ss": "ss-001-pharma",
+        "lines": [
+            "Pharmacie des Halles - Dispensation du 20/04/2024",
+            "Patiente : Jeanne DUPUIS",
+            "Prescripteur : Dr Claire MARTIN (ordonnance du 20/04/2024)",
+            "- Bisoprolol 2,5 mg, boîte de 30 x 3",
+            "- Apixaban 5 mg, boîte de 60 x 3",
+            "- Furosémide 40 mg, boîte de 30 x 3",
+            "Conseils : prise régulière, surveillance des saignements.",
+            "Document fictif.",
+        ],
+    },
+    {
+        "id": "doc-001-note-patient",
+        "patient": "pat-001",
+        "type": "EXPPAT_2",
+        "author": "patient",
+        "date": "2024-05-02T20:12:00+02:00",
+        "start": "2024-05-02T20:00:00+02:00",
+        "title": "Mon carnet de tension",
+        "kind": "text",
+        "labels": ["N"],
+        "ss": "ss-001-patient",
+        "custodian": "org-dmp-hebergeur",
+        "lines": [
+            "Carnet de tension - Jeanne Dupuis",
+            "28/04 matin 131/79  soir 126/74",
+            "29/04 matin 129/77  soir 124/72",
+            "30/04 matin 134/80  soir 127/75",
+            "Un peu essoufflée en montant les escaliers le 29/04.",
+            "Document fictif.",
+        ],
+    },
     # ---- pat-002: psychiatric follow-up (masked) + knee -------------------------------------
-    {"id": "doc-002-psy", "patient": "pat-002", "type": "68599-0", "author": "psy-garnier",
-     "date": "2024-02-08T15:30:00+01:00", "start": "2024-01-10T14:00:00+01:00",
-     "title": "Synthèse de suivi psychiatrique", "kind": "pdf", "labels": ["V", "MASQUE_PS"],
-     "ss": "ss-002-psy", "description": "Masqué aux professionnels à la demande du patient.",
-     "lines": ["CHU de Bellerive-sur-Aure - Psychiatrie adulte",
-               "Synthèse de suivi - M. Julien ROBIN",
-               "Épisode dépressif caractérisé d'intensité moyenne, suivi depuis janvier 2024.",
-               "Évolution favorable sous sertraline 50 mg et psychothérapie hebdomadaire.",
-               "Pas d'idée suicidaire. Réévaluation dans 3 mois.",
-               "Dr Élise GARNIER, psychiatre (document fictif)."]},
-    {"id": "doc-002-presc-kine", "patient": "pat-002", "type": "PRESC-KINE", "author": "gp-nguyen",
-     "date": "2024-05-06T10:10:00+02:00", "start": "2024-05-06T09:50:00+02:00",
-     "title": "Prescription de kinésithérapie - genou droit", "kind": "pdf", "labels": ["N"], "ss": "ss-002-gp",
-     "lines": ["Dr Thomas NGUYEN - Médecin généraliste", "Prescription du 06/05/2024 - M. Julien ROBIN",
-               "15 séances de rééducation du genou droit (entorse du LLI, stade 2).",
-               "Renforcement quadricipital, proprioception. (document fictif)"]},
-    {"id": "doc-002-irm", "patient": "pat-002", "type": "18748-4", "author": "radio-perrin",
-     "date": "2024-05-03T18:00:00+02:00", "start": "2024-05-03T16:45:00+02:00",
-     "title": "IRM du genou droit", "kind": "pdf", "labels": ["N"], "ss": "ss-002-imagerie",
-     "lines": ["Cabinet d'imagerie médicale des Tilleuls", "IRM du genou droit du 03/05/2024 - M. Julien ROBIN",
-               "Indication : entorse du genou droit au football le 28/04/2024.",
-               "Résultat : lésion du ligament collatéral médial de stade 2, ménisques intacts,",
-               "LCA continu. Épanchement articulaire modéré.",
-               "Dr Nadia PERRIN, radiologue (document fictif)."]},
-    {"id": "doc-002-kine-bilan", "patient": "pat-002", "type": "11506-3", "author": "kine-girard",
-     "date": "2024-06-14T19:00:00+02:00", "start": "2024-05-13T08:30:00+02:00", "end": "2024-06-14T09:15:00+02:00",
-     "title": "Bilan de fin de rééducation - genou droit", "kind": "text", "labels": ["N"], "ss": "ss-002-kine",
-     "lines": ["Cabinet de kinésithérapie du Pont - Hugo GIRARD, MK",
-               "Bilan de fin de rééducation - Julien ROBIN",
-               "15 séances du 13/05 au 14/06/2024.",
-               "Amplitudes : flexion 140°, extension complète. Pas de laxité résiduelle.",
-               "Reprise de la course autorisée, reprise du football dans 4 semaines.",
-               "Document fictif."]},
+    {
+        "id": "doc-002-psy",
+        "patient": "pat-002",
+        "type": "68599-0",
+        "author": "psy-garnier",
+        "date": "2024-02-08T15:30:00+01:00",
+        "start": "2024-01-10T14:00:00+01:00",
+        "title": "Synthèse de suivi psychiatrique",
+        "kind": "pdf",
+        "labels": ["V", "MASQUE_PS"],
+        "ss": "ss-002-psy",
+        "description": "Masqué aux professionnels à la demande du patient.",
+        "lines": [
+            "CHU de Bellerive-sur-Aure - Psychiatrie adulte",
+            "Synthèse de suivi - M. Julien ROBIN",
+            "Épisode dépressif caractérisé d'intensité moyenne, suivi depuis janvier 2024.",
+            "Évolution favorable sous sertraline 50 mg et psychothérapie hebdomadaire.",
+            "Pas d'idée suicidaire. Réévaluation dans 3 mois.",
+            "Dr Élise GARNIER, psychiatre (document fictif).",
+        ],
+    },
+    {
+        "id": "doc-002-presc-kine",
+        "patient": "pat-002",
+        "type": "PRESC-KINE",
+        "author": "gp-nguyen",
+        "date": "2024-05-06T10:10:00+02:00",
+        "start": "2024-05-06T09:50:00+02:00",
+        "title": "Prescription de kinésithérapie - genou droit",
+        "kind": "pdf",
+        "labels": ["N"],
+        "ss": "ss-002-gp",
+        "lines": [
+            "Dr Thomas NGUYEN - Médecin généraliste",
+            "Prescription du 06/05/2024 - M. Julien ROBIN",
+            "15 séances de rééducation du genou droit (entorse du LLI, stade 2).",
+            "Renforcement quadricipital, proprioception. (document fictif)",
+        ],
+    },
+    {
+        "id": "doc-002-irm",
+        "patient": "pat-002",
+        "type": "18748-4",
+        "author": "radio-perrin",
+        "date": "2024-05-03T18:00:00+02:00",
+        "start": "2024-05-03T16:45:00+02:00",
+        "title": "IRM du genou droit",
+        "kind": "pdf",
+        "labels": ["N"],
+        "ss": "ss-002-imagerie",
+        "lines": [
+            "Cabinet d'imagerie médicale des Tilleuls",
+            "IRM du genou droit du 03/05/2024 - M. Julien ROBIN",
+            "Indication : entorse du genou droit au football le 28/04/2024.",
+            "Résultat : lésion du ligament collatéral médial de stade 2, ménisques intacts,",
+            "LCA continu. Épanchement articulaire modéré.",
+            "Dr Nadia PERRIN, radiologue (document fictif).",
+        ],
+    },
+    {
+        "id": "doc-002-kine-bilan",
+        "patient": "pat-002",
+        "type": "11506-3",
+        "author": "kine-girard",
+        "date": "2024-06-14T19:00:00+02:00",
+        "start": "2024-05-13T08:30:00+02:00",
+        "end": "2024-06-14T09:15:00+02:00",
+        "title": "Bilan de fin de rééducation - genou droit",
+        "kind": "text",
+        "labels": ["N"],
+        "ss": "ss-002-kine",
+        "lines": [
+            "Cabinet de kinésithérapie du Pont - Hugo GIRARD, MK",
+            "Bilan de fin de rééducation - Julien ROBIN",
+            "15 séances du 13/05 au 14/06/2024.",
+            "Amplitudes : flexion 140°, extension complète. Pas de laxité résiduelle.",
+            "Reprise de la course autorisée, reprise du football dans 4 semaines.",
+            "Document fictif.",
+        ],
+    },
     # ---- pat-003: breast cancer (RCP invisible to the patient until announcement) ----------
-    {"id": "doc-003-mammo", "patient": "pat-003", "type": "18748-4", "author": "radio-perrin",
-     "date": "2024-09-05T12:00:00+02:00", "start": "2024-09-05T10:20:00+02:00",
-     "title": "Mammographie et échographie bilatérales", "kind": "pdf", "labels": ["N"], "ss": "ss-003-imagerie",
-     "lines": ["Cabinet d'imagerie médicale des Tilleuls", "Mammographie bilatérale - Mme Hélène FABRE",
-               "Opacité spiculée de 14 mm du quadrant supéro-externe du sein gauche.",
-               "Classification ACR 5. Biopsie échoguidée réalisée le jour même.",
-               "Dr Nadia PERRIN, radiologue (document fictif)."]},
-    {"id": "doc-003-rcp", "patient": "pat-003", "type": "34794-8", "author": "onco-lambert",
-     "date": "2024-09-19T17:45:00+02:00", "start": "2024-09-19T14:00:00+02:00",
-     "title": "Compte rendu de RCP de sénologie", "kind": "pdf", "labels": ["R", "INVISIBLE_PATIENT"],
-     "ss": "ss-003-onco", "description": "Non visible par la patiente avant la consultation d'annonce.",
-     "lines": ["CHU de Bellerive-sur-Aure - RCP de sénologie du 19/09/2024",
-               "Patiente : Mme Hélène FABRE, 58 ans.",
-               "Diagnostic : carcinome infiltrant de type non spécifique du sein gauche, grade 2,",
-               "RH+ HER2-, cT1cN0M0.",
-               "Proposition : tumorectomie + ganglion sentinelle, puis radiothérapie et hormonothérapie.",
-               "Consultation d'annonce prévue le 24/09/2024 avec le Dr Vincent LAMBERT.",
-               "(document fictif)"]},
+    {
+        "id": "doc-003-mammo",
+        "patient": "pat-003",
+        "type": "18748-4",
+        "author": "radio-perrin",
+        "date": "2024-09-05T12:00:00+02:00",
+        "start": "2024-09-05T10:20:00+02:00",
+        "title": "Mammographie et échographie bilatérales",
+        "kind": "pdf",
+        "labels": ["N"],
+        "ss": "ss-003-imagerie",
+        "lines": [
+            "Cabinet d'imagerie médicale des Tilleuls",
+            "Mammographie bilatérale - Mme Hélène FABRE",
+            "Opacité spiculée de 14 mm du quadrant supéro-externe du sein gauche.",
+            "Classification ACR 5. Biopsie échoguidée réalisée le jour même.",
+            "Dr Nadia PERRIN, radiologue (document fictif).",
+        ],
+    },
+    {
+        "id": "doc-003-rcp",
+        "patient": "pat-003",
+        "type": "34794-8",
+        "author": "onco-lambert",
+        "date": "2024-09-19T17:45:00+02:00",
+        "start": "2024-09-19T14:00:00+02:00",
+        "title": "Compte rendu de RCP de sénologie",
+        "kind": "pdf",
+        "labels": ["R", "INVISIBLE_PATIENT"],
+        "ss": "ss-003-onco",
+        "description": "Non visible par la patiente avant la consultation d'annonce.",
+        "lines": [
+            "CHU de Bellerive-sur-Aure - RCP de sénologie du 19/09/2024",
+            "Patiente : Mme Hélène FABRE, 58 ans.",
+            "Diagnostic : carcinome infiltrant de type non spécifique du sein gauche, grade 2,",
+            "RH+ HER2-, cT1cN0M0.",
+            "Proposition : tumorectomie + ganglion sentinelle, puis radiothérapie et hormonothérapie.",
+            "Consultation d'annonce prévue le 24/09/2024 avec le Dr Vincent LAMBERT.",
+            "(document fictif)",
+        ],
+    },
     # ---- pat-004: vaccination ------------------------------------------------------------
-    {"id": "doc-004-vac", "patient": "pat-004", "type": "87273-9", "author": "pharm-lemoine",
-     "date": "2024-10-21T10:30:00+02:00", "start": "2024-10-21T10:20:00+02:00",
-     "title": "Note de vaccination - grippe saisonnière", "kind": "cda-vac", "labels": ["N"], "ss": "ss-004-pharma",
-     "sections": [("Vaccination", [["Vaccin", "Lot", "Date", "Voie"],
-                                   ["Vaccin grippal quadrivalent (fictif)", "FX2024-117", "21/10/2024",
-                                    "Intramusculaire, deltoïde gauche"]]),
-                  ("Commentaire", "Pas de réaction immédiate. Document fictif.")]},
+    {
+        "id": "doc-004-vac",
+        "patient": "pat-004",
+        "type": "87273-9",
+        "author": "pharm-lemoine",
+        "date": "2024-10-21T10:30:00+02:00",
+        "start": "2024-10-21T10:20:00+02:00",
+        "title": "Note de vaccination - grippe saisonnière",
+        "kind": "cda-vac",
+        "labels": ["N"],
+        "ss": "ss-004-pharma",
+        "sections": [
+            (
+                "Vaccination",
+                [
+                    ["Vaccin", "Lot", "Date", "Voie"],
+                    [
+                        "Vaccin grippal quadrivalent (fictif)",
+                        "FX2024-117",
+                        "21/10/2024",
+                        "Intramusculaire, deltoïde gauche",
+                    ],
+                ],
+            ),
+            ("Commentaire", "Pas de réaction immédiate. Document fictif."),
+        ],
+    },
     # ---- pat-005: certificate ------------------------------------------------------------
-    {"id": "doc-005-certif", "patient": "pat-005", "type": "89601-9", "author": "gp-nguyen",
-     "date": "2024-08-30T11:00:00+02:00", "start": "2024-08-30T10:40:00+02:00",
-     "title": "Certificat d'absence de contre-indication à la course à pied en compétition",
-     "kind": "pdf", "labels": ["N"], "ss": "ss-005-gp",
-     "lines": ["Dr Thomas NGUYEN - Médecin généraliste",
-               "Je soussigné certifie avoir examiné ce jour Mme Inès CARON, née le 18/06/1995,",
-               "et n'avoir constaté aucune contre-indication à la pratique de la course à pied",
-               "en compétition. Certificat remis en main propre. (document fictif)"]},
+    {
+        "id": "doc-005-certif",
+        "patient": "pat-005",
+        "type": "89601-9",
+        "author": "gp-nguyen",
+        "date": "2024-08-30T11:00:00+02:00",
+        "start": "2024-08-30T10:40:00+02:00",
+        "title": "Certificat d'absence de contre-indication à la course à pied en compétition",
+        "kind": "pdf",
+        "labels": ["N"],
+        "ss": "ss-005-gp",
+        "lines": [
+            "Dr Thomas NGUYEN - Médecin généraliste",
+            "Je soussigné certifie avoir examiné ce jour Mme Inès CARON, née le 18/06/1995,",
+            "et n'avoir constaté aucune contre-indication à la pratique de la course à pied",
+            "en compétition. Certificat remis en main propre. (document fictif)",
+        ],
+    },
     # ---- pat-006: occupational health ----------------------------------------------------
-    {"id": "doc-006-sante-travail", "patient": "pat-006", "type": "11488-4", "author": "mdt-dubois",
-     "date": "2024-06-04T15:00:00+02:00", "start": "2024-06-04T14:30:00+02:00",
-     "title": "Visite d'information et de prévention", "kind": "text", "labels": ["R"],
-     "ss": "ss-006-spst", "section": "SANTE_TRAVAIL",
-     "lines": ["Service de prévention et de santé au travail de l'Aure",
-               "Visite d'information et de prévention - Karim HADDAD, cariste",
-               "Expositions : bruit (82 dB(A)), manutention, travail de nuit occasionnel.",
-               "Audiogramme : perte de 15 dB sur 4 kHz à droite. Port des bouchons moulés conseillé.",
-               "Prochaine visite dans 2 ans. Dr Catherine DUBOIS, médecin du travail.",
-               "Document fictif."]},
+    {
+        "id": "doc-006-sante-travail",
+        "patient": "pat-006",
+        "type": "11488-4",
+        "author": "mdt-dubois",
+        "date": "2024-06-04T15:00:00+02:00",
+        "start": "2024-06-04T14:30:00+02:00",
+        "title": "Visite d'information et de prévention",
+        "kind": "text",
+        "labels": ["R"],
+        "ss": "ss-006-spst",
+        "section": "SANTE_TRAVAIL",
+        "lines": [
+            "Service de prévention et de santé au travail de l'Aure",
+            "Visite d'information et de prévention - Karim HADDAD, cariste",
+            "Expositions : bruit (82 dB(A)), manutention, travail de nuit occasionnel.",
+            "Audiogramme : perte de 15 dB sur 4 kHz à droite. Port des bouchons moulés conseillé.",
+            "Prochaine visite dans 2 ans. Dr Catherine DUBOIS, médecin du travail.",
+            "Document fictif.",
+        ],
+    },
     # ---- pat-007: emergency visit --------------------------------------------------------
-    {"id": "doc-007-urgences", "patient": "pat-007", "type": "15507-7", "author": "urg-moreau",
-     "date": "2024-11-02T04:50:00+01:00", "start": "2024-11-02T01:35:00+01:00", "end": "2024-11-02T04:30:00+01:00",
-     "title": "Compte rendu de passage aux urgences", "kind": "pdf", "labels": ["N"], "ss": "ss-007-urgences",
-     "lines": ["CHU de Bellerive-sur-Aure - Service des urgences",
-               "Passage du 02/11/2024 - Mme Sophie MERCIER",
-               "Motif : douleur abdominale aiguë de la fosse iliaque droite.",
-               "Biologie : CRP 12 mg/L, leucocytes 9,8 G/L. Échographie : appendice normal.",
-               "Diagnostic retenu : colique néphrétique droite. Retour à domicile.",
-               "Dr Julie MOREAU, urgentiste (document fictif)."]},
+    {
+        "id": "doc-007-urgences",
+        "patient": "pat-007",
+        "type": "15507-7",
+        "author": "urg-moreau",
+        "date": "2024-11-02T04:50:00+01:00",
+        "start": "2024-11-02T01:35:00+01:00",
+        "end": "2024-11-02T04:30:00+01:00",
+        "title": "Compte rendu de passage aux urgences",
+        "kind": "pdf",
+        "labels": ["N"],
+        "ss": "ss-007-urgences",
+        "lines": [
+            "CHU de Bellerive-sur-Aure - Service des urgences",
+            "Passage du 02/11/2024 - Mme Sophie MERCIER",
+            "Motif : douleur abdominale aiguë de la fosse iliaque droite.",
+            "Biologie : CRP 12 mg/L, leucocytes 9,8 G/L. Échographie : appendice normal.",
+            "Diagnostic retenu : colique néphrétique droite. Retour à domicile.",
+            "Dr Julie MOREAU, urgentiste (document fictif).",
+        ],
+    },
     # ---- pat-008: consultation (patient opposed to emergency access) ---------------------
-    {"id": "doc-008-cs", "patient": "pat-008", "type": "11488-4", "author": "gp-nguyen",
-     "date": "2024-07-12T10:00:00+02:00", "start": "2024-07-12T09:30:00+02:00",
-     "title": "Consultation de suivi - diabète de type 2", "kind": "text", "labels": ["N"], "ss": "ss-008-gp",
-     "lines": ["Dr Thomas NGUYEN - Consultation du 12/07/2024 - Bernard COLIN",
-               "Diabète de type 2 sous metformine 1000 mg x2. HbA1c 7,1 %.",
-               "Pieds : pas de lésion. Fond d'œil à programmer.",
-               "Document fictif."]},
+    {
+        "id": "doc-008-cs",
+        "patient": "pat-008",
+        "type": "11488-4",
+        "author": "gp-nguyen",
+        "date": "2024-07-12T10:00:00+02:00",
+        "start": "2024-07-12T09:30:00+02:00",
+        "title": "Consultation de suivi - diabète de type 2",
+        "kind": "text",
+        "labels": ["N"],
+        "ss": "ss-008-gp",
+        "lines": [
+            "Dr Thomas NGUYEN - Consultation du 12/07/2024 - Bernard COLIN",
+            "Diabète de type 2 sous metformine 1000 mg x2. HbA1c 7,1 %.",
+            "Pieds : pas de lésion. Fond d'œil à programmer.",
+            "Document fictif.",
+        ],
+    },
     # ---- pat-009: pregnancy --------------------------------------------------------------
-    {"id": "doc-009-antepartum", "patient": "pat-009", "type": "57055-6", "author": "sf-rousseau",
-     "date": "2024-12-10T12:15:00+01:00", "start": "2024-12-10T11:30:00+01:00",
-     "title": "Synthèse antepartum - 32 SA", "kind": "pdf", "labels": ["N"], "ss": "ss-009-sf",
-     "lines": ["Cabinet de sage-femme de l'Aure - Manon ROUSSEAU, sage-femme",
-               "Synthèse antepartum - Mme Amélie GIRAUD, G1P0, 32 SA",
-               "Grossesse de déroulement normal. Groupe O Rh+. Sérologie toxoplasmose négative.",
-               "Échographie T3 : croissance au 45e percentile, placenta fundique.",
-               "Accouchement prévu au CHU de Bellerive-sur-Aure. (document fictif)"]},
-    {"id": "doc-009-bio", "patient": "pat-009", "type": "11502-2", "author": "bio-chevalier",
-     "date": "2024-12-02T13:00:00+01:00", "start": "2024-12-02T07:45:00+01:00",
-     "title": "Compte rendu de biologie - bilan du 3e trimestre", "kind": "cda-lab", "labels": ["N"],
-     "ss": "ss-009-labo",
-     "sections": [("Hématologie", [["Analyse", "Résultat", "Unité", "Valeurs de référence"],
-                                   ["Hémoglobine", "11,4", "g/dL", "11,0 - 14,0"],
-                                   ["Plaquettes", "231", "G/L", "150 - 400"]]),
-                  ("Sérologies", [["Analyse", "Résultat"], ["Toxoplasmose IgG", "Négatif"],
-                                  ["Agglutinines irrégulières", "Négatif"]]),
-                  ("Commentaire", "Document fictif.")]},
+    {
+        "id": "doc-009-antepartum",
+        "patient": "pat-009",
+        "type": "57055-6",
+        "author": "sf-rousseau",
+        "date": "2024-12-10T12:15:00+01:00",
+        "start": "2024-12-10T11:30:00+01:00",
+        "title": "Synthèse antepartum - 32 SA",
+        "kind": "pdf",
+        "labels": ["N"],
+        "ss": "ss-009-sf",
+        "lines": [
+            "Cabinet de sage-femme de l'Aure - Manon ROUSSEAU, sage-femme",
+            "Synthèse antepartum - Mme Amélie GIRAUD, G1P0, 32 SA",
+            "Grossesse de déroulement normal. Groupe O Rh+. Sérologie toxoplasmose négative.",
+            "Échographie T3 : croissance au 45e percentile, placenta fundique.",
+            "Accouchement prévu au CHU de Bellerive-sur-Aure. (document fictif)",
+        ],
+    },
+    {
+        "id": "doc-009-bio",
+        "patient": "pat-009",
+        "type": "11502-2",
+        "author": "bio-chevalier",
+        "date": "2024-12-02T13:00:00+01:00",
+        "start": "2024-12-02T07:45:00+01:00",
+        "title": "Compte rendu de biologie - bilan du 3e trimestre",
+        "kind": "cda-lab",
+        "labels": ["N"],
+        "ss": "ss-009-labo",
+        "sections": [
+            (
+                "Hématologie",
+                [
+                    ["Analyse", "Résultat", "Unité", "Valeurs de référence"],
+                    ["Hémoglobine", "11,4", "g/dL", "11,0 - 14,0"],
+                    ["Plaquettes", "231", "G/L", "150 - 400"],
+                ],
+            ),
+            (
+                "Sérologies",
+                [
+                    ["Analyse", "Résultat"],
+                    ["Toxoplasmose IgG", "Négatif"],
+                    ["Agglutinines irrégulières", "Négatif"],
+                ],
+            ),
+            ("Commentaire", "Document fictif."),
+        ],
+    },
     # ---- pat-010: deceased patient -------------------------------------------------------
-    {"id": "doc-010-crh", "patient": "pat-010", "type": "34112-3", "author": "cardio-roux",
-     "date": "2024-01-29T15:00:00+01:00", "start": "2024-01-18T20:10:00+01:00", "end": "2024-01-29T11:00:00+01:00",
-     "title": "Compte rendu d'hospitalisation - cardiologie", "kind": "pdf", "labels": ["N"], "ss": "ss-010-chu",
-     "lines": ["CHU de Bellerive-sur-Aure - Service de cardiologie",
-               "Hospitalisation du 18/01 au 29/01/2024 - M. Robert LAMBERTIN, 85 ans",
-               "Rétrécissement aortique serré symptomatique, non opérable (comorbidités).",
-               "Prise en charge palliative discutée avec le patient et sa famille.",
-               "Retour à domicile avec HAD. Dr Philippe ROUX (document fictif)."]},
+    {
+        "id": "doc-010-crh",
+        "patient": "pat-010",
+        "type": "34112-3",
+        "author": "cardio-roux",
+        "date": "2024-01-29T15:00:00+01:00",
+        "start": "2024-01-18T20:10:00+01:00",
+        "end": "2024-01-29T11:00:00+01:00",
+        "title": "Compte rendu d'hospitalisation - cardiologie",
+        "kind": "pdf",
+        "labels": ["N"],
+        "ss": "ss-010-chu",
+        "lines": [
+            "CHU de Bellerive-sur-Aure - Service de cardiologie",
+            "Hospitalisation du 18/01 au 29/01/2024 - M. Robert LAMBERTIN, 85 ans",
+            "Rétrécissement aortique serré symptomatique, non opérable (comorbidités).",
+            "Prise en charge palliative discutée avec le patient et sa famille.",
+            "Retour à domicile avec HAD. Dr Philippe ROUX (document fictif).",
+        ],
+    },
     # ---- pat-020: minor, consultation hidden from the parents -----------------------------
-    {"id": "doc-020-contraception", "patient": "pat-020", "type": "11488-4", "author": "sf-rousseau",
-     "date": "2025-03-18T17:20:00+01:00", "start": "2025-03-18T16:45:00+01:00",
-     "title": "Consultation de contraception", "kind": "text", "labels": ["R", "INVISIBLE_REPRESENTANTS_LEGAUX"],
-     "ss": "ss-020-sf", "description": "Consultation confidentielle d'une mineure (secret vis-à-vis des représentants légaux).",
-     "lines": ["Cabinet de sage-femme de l'Aure - Manon ROUSSEAU, sage-femme",
-               "Consultation de contraception - Léa FONTAINE, 14 ans",
-               "Demande de secret vis-à-vis des représentants légaux (art. L.5134-1 CSP).",
-               "Information sur les méthodes ; prescription d'une contraception orale.",
-               "Document fictif."]},
+    {
+        "id": "doc-020-contraception",
+        "patient": "pat-020",
+        "type": "11488-4",
+        "author": "sf-rousseau",
+        "date": "2025-03-18T17:20:00+01:00",
+        "start": "2025-03-18T16:45:00+01:00",
+        "title": "Consultation de contraception",
+        "kind": "text",
+        "labels": ["R", "INVISIBLE_REPRESENTANTS_LEGAUX"],
+        "ss": "ss-020-sf",
+        "description": "Consultation confidentielle d'une mineure "
+        "(secret vis-à-vis des représentants légaux).",
+        "lines": [
+            "Cabinet de sage-femme de l'Aure - Manon ROUSSEAU, sage-femme",
+            "Consultation de contraception - Léa FONTAINE, 14 ans",
+            "Demande de secret vis-à-vis des représentants légaux (art. L.5134-1 CSP).",
+            "Information sur les méthodes ; prescription d'une contraception orale.",
+            "Document fictif.",
+        ],
+    },
 ]
 
 # submission set id -> (author key or "patient", date, title)
@@ -738,12 +1303,24 @@ def document_reference(doc: dict[str, Any], data: bytes, content_type: str) -> d
     if doc.get("end"):
         period["end"] = doc["end"]
     res: dict[str, Any] = {
-        "resourceType": "DocumentReference", "id": doc["id"],
-        "meta": {"profile": [f"{MHD}/StructureDefinition/IHE.MHD.UnContained.Comprehensive.DocumentReference"]},
+        "resourceType": "DocumentReference",
+        "id": doc["id"],
+        "meta": {
+            "profile": [f"{MHD}/StructureDefinition/IHE.MHD.UnContained.Comprehensive.DocumentReference"]
+        },
         "extension": [{"url": PDSM_IS_ARCHIVED, "valueBoolean": False}],
-        "masterIdentifier": {"use": "usual", "system": "urn:ietf:rfc:3986", "value": oid_2_25("doc/" + doc["id"])},
-        "identifier": [{"use": "official", "system": "urn:ietf:rfc:3986",
-                        "value": f"urn:uuid:{det_uuid('entry/' + doc['id'])}"}],
+        "masterIdentifier": {
+            "use": "usual",
+            "system": "urn:ietf:rfc:3986",
+            "value": oid_2_25("doc/" + doc["id"]),
+        },
+        "identifier": [
+            {
+                "use": "official",
+                "system": "urn:ietf:rfc:3986",
+                "value": f"urn:uuid:{det_uuid('entry/' + doc['id'])}",
+            }
+        ],
         "status": "current",
         "type": cc(dtype["system"], doc["type"], dtype["display"]),
         "category": [category],
@@ -757,26 +1334,37 @@ def document_reference(doc: dict[str, Any], data: bytes, content_type: str) -> d
     if doc.get("description"):
         res["description"] = doc["description"]
     res["securityLabel"] = labels
-    res["content"] = [{
-        "attachment": {
-            "contentType": content_type, "language": "fr-FR",
-            "url": f"Binary/bin-{doc['id'][4:]}", "size": len(data),
-            "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"),
-            "title": doc["title"], "creation": doc["date"],
-        },
-        "format": coding(fmt_system, fmt_code, fmt_display),
-    }]
+    res["content"] = [
+        {
+            "attachment": {
+                "contentType": content_type,
+                "language": "fr-FR",
+                "url": f"Binary/bin-{doc['id'][4:]}",
+                "size": len(data),
+                "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"),
+                "title": doc["title"],
+                "creation": doc["date"],
+            },
+            "format": coding(fmt_system, fmt_code, fmt_display),
+        }
+    ]
     res["context"] = {
-        "period": period, "facilityType": facility, "practiceSetting": setting,
+        "period": period,
+        "facilityType": facility,
+        "practiceSetting": setting,
         "sourcePatientInfo": ref("Patient", doc["patient"]),
     }
     return res
 
 
 def binary(doc: dict[str, Any], data: bytes, content_type: str) -> dict[str, Any]:
-    return {"resourceType": "Binary", "id": f"bin-{doc['id'][4:]}", "contentType": content_type,
-            "securityContext": ref("DocumentReference", doc["id"]),
-            "data": base64.b64encode(data).decode("ascii")}
+    return {
+        "resourceType": "Binary",
+        "id": f"bin-{doc['id'][4:]}",
+        "contentType": content_type,
+        "securityContext": ref("DocumentReference", doc["id"]),
+        "data": base64.b64encode(data).decode("ascii"),
+    }
 
 
 def submission_set(ss_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -791,19 +1379,27 @@ def submission_set(ss_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
         source_system = f"dmp-fhir/{org['id']}"
     titles = "; ".join(d["title"] for d in docs)
     return {
-        "resourceType": "List", "id": ss_id,
+        "resourceType": "List",
+        "id": ss_id,
         "meta": {"profile": [f"{MHD}/StructureDefinition/IHE.MHD.UnContained.Comprehensive.SubmissionSet"]},
         "extension": [
-            {"url": f"{MHD}/StructureDefinition/ihe-sourceId",
-             "valueIdentifier": {"system": "urn:ietf:rfc:3986", "value": oid_2_25(source_system)}},
+            {
+                "url": f"{MHD}/StructureDefinition/ihe-sourceId",
+                "valueIdentifier": {"system": "urn:ietf:rfc:3986", "value": oid_2_25(source_system)},
+            },
             {"url": f"{MHD}/StructureDefinition/ihe-designationType", "valueCodeableConcept": designation},
             {"url": PDSM_IS_ARCHIVED, "valueBoolean": False},
         ],
         "identifier": [
             {"use": "usual", "system": "urn:ietf:rfc:3986", "value": oid_2_25("ss/" + ss_id)},
-            {"use": "official", "system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{det_uuid('ss-entry/' + ss_id)}"},
+            {
+                "use": "official",
+                "system": "urn:ietf:rfc:3986",
+                "value": f"urn:uuid:{det_uuid('ss-entry/' + ss_id)}",
+            },
         ],
-        "status": "current", "mode": "working",
+        "status": "current",
+        "mode": "working",
         "title": f"Lot de soumission : {titles}",
         "code": cc(f"{MHD}/CodeSystem/MHDlistTypes", "submissionset", "SubmissionSet as a FHIR List"),
         "subject": ref("Patient", patient_id),
@@ -814,12 +1410,16 @@ def submission_set(ss_id: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- consents
-def consent(id_: str, patient_id: str, date: str, kind: str, provision: dict[str, Any],
-            text: str) -> dict[str, Any]:
+def consent(
+    id_: str, patient_id: str, date: str, kind: str, provision: dict[str, Any], text: str
+) -> dict[str, Any]:
     return {
-        "resourceType": "Consent", "id": id_,
-        "text": {"status": "generated",
-                 "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{xml_escape(text)}</p></div>'},
+        "resourceType": "Consent",
+        "id": id_,
+        "text": {
+            "status": "generated",
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{xml_escape(text)}</p></div>',
+        },
         "status": "active",
         "scope": cc(CONSENT_SCOPE, "patient-privacy", "Privacy Consent"),
         "category": [cc(LOINC, "59284-0", "Patient Consent")],
@@ -835,84 +1435,191 @@ def consent(id_: str, patient_id: str, date: str, kind: str, provision: dict[str
 ACCESS = [cc(CONSENT_ACTION, "access", "Access")]
 RECIPIENT = cc(V3_PARTICIPATION, "PRCP", "primary information recipient")
 CONSENTS = [
-    consent("consent-001-permit-cardio", "pat-001", "2024-03-11T10:00:00+01:00", "OPTIN", {
-        "type": "permit", "period": {"start": "2024-03-11", "end": "2025-03-11"},
-        "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-cardio-roux")}],
-        "action": ACCESS, "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
-    }, "Jeanne DUPUIS autorise le Dr Philippe ROUX (cardiologue) à accéder à son DMP."),
-    consent("consent-002-permit-chu", "pat-002", "2024-01-10T13:30:00+01:00", "OPTIN", {
-        "type": "permit", "period": {"start": "2024-01-10"},
-        "actor": [{"role": RECIPIENT, "reference": ref("Organization", "org-chu-bellerive")}],
-        "action": ACCESS, "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
-    }, "Julien ROBIN autorise les professionnels du CHU de Bellerive-sur-Aure à accéder à son DMP."),
-    consent("consent-002-permit-kine", "pat-002", "2024-05-13T08:25:00+02:00", "OPTIN", {
-        "type": "permit", "period": {"start": "2024-05-13"},
-        "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-kine-girard")}],
-        "action": ACCESS, "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
-    }, "Julien ROBIN autorise son masseur-kinésithérapeute Hugo GIRARD à accéder à son DMP."),
-    consent("consent-003-permit-onco", "pat-003", "2024-09-05T09:00:00+02:00", "OPTIN", {
-        "type": "permit", "period": {"start": "2024-09-05"},
-        "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-onco-lambert")}],
-        "action": ACCESS, "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
-    }, "Hélène FABRE autorise le Dr Vincent LAMBERT (oncologue) à accéder à son DMP."),
-    consent("consent-003-block-nguyen", "pat-003", "2024-09-26T21:00:00+02:00", "OPTOUT", {
-        "type": "deny",
-        "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-gp-nguyen")}],
-        "action": ACCESS,
-    }, "Hélène FABRE interdit l'accès à son DMP au Dr Thomas NGUYEN (blocage)."),
-    consent("consent-004-permit-pharmacie", "pat-004", "2024-10-21T10:15:00+02:00", "OPTIN", {
-        "type": "permit", "period": {"start": "2024-10-21"},
-        "actor": [{"role": RECIPIENT, "reference": ref("Organization", "org-pharmacie-halles")}],
-        "action": ACCESS, "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
-    }, "Michel LEROY autorise la Pharmacie des Halles à accéder à son DMP."),
-    consent("consent-006-permit-mdt", "pat-006", "2024-06-04T14:25:00+02:00", "OPTIN", {
-        "type": "permit", "period": {"start": "2024-06-04"},
-        "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-mdt-dubois")}],
-        "action": ACCESS, "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
-    }, "Karim HADDAD autorise le Dr Catherine DUBOIS (médecin du travail) à accéder au volet santé au travail."),
-    consent("consent-008-no-emergency", "pat-008", "2023-11-20T19:00:00+01:00", "OPTOUT", {
-        "type": "deny",
-        "action": ACCESS,
-        "purpose": [coding(V3_ACT_REASON, "ETREAT", "Emergency Treatment"),
-                    coding(V3_ACT_REASON, "BTG", "break the glass")],
-    }, "Bernard COLIN s'oppose à l'accès à son DMP en mode urgence (bris de glace)."),
-    consent("consent-009-permit-sf", "pat-009", "2024-06-03T11:00:00+02:00", "OPTIN", {
-        "type": "permit", "period": {"start": "2024-06-03"},
-        "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-sf-rousseau")}],
-        "action": ACCESS, "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
-    }, "Amélie GIRAUD autorise sa sage-femme Manon ROUSSEAU à accéder à son DMP."),
+    consent(
+        "consent-001-permit-cardio",
+        "pat-001",
+        "2024-03-11T10:00:00+01:00",
+        "OPTIN",
+        {
+            "type": "permit",
+            "period": {"start": "2024-03-11", "end": "2025-03-11"},
+            "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-cardio-roux")}],
+            "action": ACCESS,
+            "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
+        },
+        "Jeanne DUPUIS autorise le Dr Philippe ROUX (cardiologue) à accéder à son DMP.",
+    ),
+    consent(
+        "consent-002-permit-chu",
+        "pat-002",
+        "2024-01-10T13:30:00+01:00",
+        "OPTIN",
+        {
+            "type": "permit",
+            "period": {"start": "2024-01-10"},
+            "actor": [{"role": RECIPIENT, "reference": ref("Organization", "org-chu-bellerive")}],
+            "action": ACCESS,
+            "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
+        },
+        "Julien ROBIN autorise les professionnels du CHU de Bellerive-sur-Aure à accéder à son DMP.",
+    ),
+    consent(
+        "consent-002-permit-kine",
+        "pat-002",
+        "2024-05-13T08:25:00+02:00",
+        "OPTIN",
+        {
+            "type": "permit",
+            "period": {"start": "2024-05-13"},
+            "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-kine-girard")}],
+            "action": ACCESS,
+            "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
+        },
+        "Julien ROBIN autorise son masseur-kinésithérapeute Hugo GIRARD à accéder à son DMP.",
+    ),
+    consent(
+        "consent-003-permit-onco",
+        "pat-003",
+        "2024-09-05T09:00:00+02:00",
+        "OPTIN",
+        {
+            "type": "permit",
+            "period": {"start": "2024-09-05"},
+            "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-onco-lambert")}],
+            "action": ACCESS,
+            "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
+        },
+        "Hélène FABRE autorise le Dr Vincent LAMBERT (oncologue) à accéder à son DMP.",
+    ),
+    consent(
+        "consent-003-block-nguyen",
+        "pat-003",
+        "2024-09-26T21:00:00+02:00",
+        "OPTOUT",
+        {
+            "type": "deny",
+            "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-gp-nguyen")}],
+            "action": ACCESS,
+        },
+        "Hélène FABRE interdit l'accès à son DMP au Dr Thomas NGUYEN (blocage).",
+    ),
+    consent(
+        "consent-004-permit-pharmacie",
+        "pat-004",
+        "2024-10-21T10:15:00+02:00",
+        "OPTIN",
+        {
+            "type": "permit",
+            "period": {"start": "2024-10-21"},
+            "actor": [{"role": RECIPIENT, "reference": ref("Organization", "org-pharmacie-halles")}],
+            "action": ACCESS,
+            "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
+        },
+        "Michel LEROY autorise la Pharmacie des Halles à accéder à son DMP.",
+    ),
+    consent(
+        "consent-006-permit-mdt",
+        "pat-006",
+        "2024-06-04T14:25:00+02:00",
+        "OPTIN",
+        {
+            "type": "permit",
+            "period": {"start": "2024-06-04"},
+            "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-mdt-dubois")}],
+            "action": ACCESS,
+            "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
+        },
+        "Karim HADDAD autorise le Dr Catherine DUBOIS (médecin du travail) "
+        "à accéder au volet santé au travail.",
+    ),
+    consent(
+        "consent-008-no-emergency",
+        "pat-008",
+        "2023-11-20T19:00:00+01:00",
+        "OPTOUT",
+        {
+            "type": "deny",
+            "action": ACCESS,
+            "purpose": [
+                coding(V3_ACT_REASON, "ETREAT", "Emergency Treatment"),
+                coding(V3_ACT_REASON, "BTG", "break the glass"),
+            ],
+        },
+        "Bernard COLIN s'oppose à l'accès à son DMP en mode urgence (bris de glace).",
+    ),
+    consent(
+        "consent-009-permit-sf",
+        "pat-009",
+        "2024-06-03T11:00:00+02:00",
+        "OPTIN",
+        {
+            "type": "permit",
+            "period": {"start": "2024-06-03"},
+            "actor": [{"role": RECIPIENT, "reference": ref("Practitioner", "pra-sf-rousseau")}],
+            "action": ACCESS,
+            "purpose": [coding(V3_ACT_REASON, "TREAT", "treatment")],
+        },
+        "Amélie GIRAUD autorise sa sage-femme Manon ROUSSEAU à accéder à son DMP.",
+    ),
 ]
 
 # --------------------------------------------------------------------------- related persons (later)
 RELATED = [
-    {"id": "rp-020-mere", "given": "Nathalie", "family": "FONTAINE", "gender": "female",
-     "birth": "1981-02-11", "rel": ("MTH", "mother")},
-    {"id": "rp-020-pere", "given": "Olivier", "family": "FONTAINE", "gender": "male",
-     "birth": "1979-10-27", "rel": ("FTH", "father")},
+    {
+        "id": "rp-020-mere",
+        "given": "Nathalie",
+        "family": "FONTAINE",
+        "gender": "female",
+        "birth": "1981-02-11",
+        "rel": ("MTH", "mother"),
+    },
+    {
+        "id": "rp-020-pere",
+        "given": "Olivier",
+        "family": "FONTAINE",
+        "gender": "male",
+        "birth": "1979-10-27",
+        "rel": ("FTH", "father"),
+    },
 ]
 
 
 def related_person(r: dict[str, Any]) -> dict[str, Any]:
     return {
-        "resourceType": "RelatedPerson", "id": r["id"], "active": True,
+        "resourceType": "RelatedPerson",
+        "id": r["id"],
+        "active": True,
         "patient": ref("Patient", "pat-020"),
         "relationship": [cc(V3_ROLE_CODE, *r["rel"]), cc(V3_ROLE_CODE, "GUARD", "guardian")],
         "name": [{"use": "official", "family": r["family"], "given": [r["given"]]}],
-        "gender": r["gender"], "birthDate": r["birth"],
-        "address": [{"use": "home", "line": ["20 rue des Fictions"], "postalCode": POSTAL, "city": CITY,
-                     "country": "FRA"}],
+        "gender": r["gender"],
+        "birthDate": r["birth"],
+        "address": [
+            {
+                "use": "home",
+                "line": ["20 rue des Fictions"],
+                "postalCode": POSTAL,
+                "city": CITY,
+                "country": "FRA",
+            }
+        ],
     }
 
 
 # --------------------------------------------------------------------------- bundles
 def bundle(bundle_id: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "resourceType": "Bundle", "id": bundle_id, "type": "transaction",
-        "entry": [{
-            "fullUrl": f"{BASE}/{r['resourceType']}/{r['id']}",
-            "resource": r,
-            "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
-        } for r in resources],
+        "resourceType": "Bundle",
+        "id": bundle_id,
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"{BASE}/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+            }
+            for r in resources
+        ],
     }
 
 
@@ -935,8 +1642,9 @@ def build() -> dict[str, dict[str, Any]]:
             resources.append(binary(d, data, content_type))
         files[f"10-{ss_id}.json"] = bundle(f"sample-{ss_id}", resources)
     files["20-consents.json"] = bundle("sample-consents", CONSENTS)
-    files["later/30-related-persons.json"] = bundle("sample-related-persons",
-                                                    [related_person(r) for r in RELATED])
+    files["later/30-related-persons.json"] = bundle(
+        "sample-related-persons", [related_person(r) for r in RELATED]
+    )
     return files
 
 

@@ -21,8 +21,9 @@ def document_reference(**overrides: Any) -> dict[str, Any]:
         "meta": {
             "versionId": "1",
             "lastUpdated": "2024-03-05T10:20:00Z",
-            "profile": ["http://esante.gouv.fr/ci-sis/fhir/StructureDefinition/"
-                        "PDSm_ComprehensiveDocumentReference"],  # fmt: skip
+            "profile": [
+                "http://esante.gouv.fr/ci-sis/fhir/StructureDefinition/PDSm_ComprehensiveDocumentReference"
+            ],
             "security": [{"system": CONF, "code": "N"}],
         },
         "contained": [{"resourceType": "PractitionerRole", "id": "author1"}],
@@ -47,8 +48,10 @@ def document_reference(**overrides: Any) -> dict[str, Any]:
                     "url": "Binary/bin-1",
                     "creation": "2024-03-05",
                 },
-                "format": {"system": "http://ihe.net/fhir/ValueSet/IHE.FormatCode.codesystem",
-                           "code": "urn:ihe:iti:xds:2017:mimeTypeSufficient"},  # fmt: skip
+                "format": {
+                    "system": "http://ihe.net/fhir/ValueSet/IHE.FormatCode.codesystem",
+                    "code": "urn:ihe:iti:xds:2017:mimeTypeSufficient",
+                },
             }
         ],
         "context": {
@@ -68,10 +71,13 @@ def patient(**overrides: Any) -> dict[str, Any]:
     pat: dict[str, Any] = {
         "resourceType": "Patient",
         "id": "pat-1",
-        "identifier": [{
-            "system": INS_NIR, "value": "248092B012345",
-            "type": {"coding": [{"system": V2_0203, "code": "NH", "display": "NIR"}], "text": "INS"},
-        }],  # fmt: skip
+        "identifier": [
+            {
+                "system": INS_NIR,
+                "value": "248092B012345",
+                "type": {"coding": [{"system": V2_0203, "code": "NH", "display": "NIR"}], "text": "INS"},
+            }
+        ],
         "active": True,
         "name": [{"family": "Dupont", "given": ["Hélène", "Marie"], "prefix": ["Mme"]}],
         "telecom": [{"system": "phone", "value": "0612345678"}, {"system": "email", "value": "h@d.fr"}],

@@ -11,12 +11,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from search_samples import BASE, CLASS, CONF, INS_NIR, IS_ARCHIVED, LOINC, V2_0203
-from search_samples import document_reference, patient
 
 from dmp_fhir.search.dates import DATETIME_MAX, DATETIME_MIN
 from dmp_fhir.search.extract import compile_path, extract_search_fields
 from dmp_fhir.search.params import RESOURCE_TYPES, field_name, get_param, params_for
+
+from .search_samples import (
+    BASE,
+    CLASS,
+    CONF,
+    INS_NIR,
+    IS_ARCHIVED,
+    LOINC,
+    V2_0203,
+    document_reference,
+    patient,
+)
 
 
 def utc(*parts: int) -> datetime:
@@ -35,14 +45,20 @@ def prefixes_of(word: str) -> list[str]:
 def test_document_reference_all_fields() -> None:
     fmt = "http://ihe.net/fhir/ValueSet/IHE.FormatCode.codesystem"
     expected: dict[str, Any] = {
-        "_s__profile": ["http://esante.gouv.fr/ci-sis/fhir/StructureDefinition/"
-                        "PDSm_ComprehensiveDocumentReference"],  # fmt: skip
+        "_s__profile": [
+            "http://esante.gouv.fr/ci-sis/fhir/StructureDefinition/PDSm_ComprehensiveDocumentReference"
+        ],
         "_s__security": [f"{CONF}|N", "N", f"{CONF}|"],
         "_s_patient": ["Patient/pat-1", "pat-1"],
         "_s_subject": ["Patient/pat-1", "pat-1"],
         "_s_status": ["|current", "current"],
-        "_s_identifier": ["urn:ietf:rfc:3986|urn:oid:1.2.3.4", "urn:oid:1.2.3.4", "urn:ietf:rfc:3986|",
-                          "urn:ietf:rfc:3986|urn:uuid:5a1e", "urn:uuid:5a1e"],  # fmt: skip
+        "_s_identifier": [
+            "urn:ietf:rfc:3986|urn:oid:1.2.3.4",
+            "urn:oid:1.2.3.4",
+            "urn:ietf:rfc:3986|",
+            "urn:ietf:rfc:3986|urn:uuid:5a1e",
+            "urn:uuid:5a1e",
+        ],
         "_s_type": [f"{LOINC}|11488-4", "11488-4", f"{LOINC}|"],
         "_s_type_text": ["note de consultation"],
         "_s_category": [f"{CLASS}|10", "10", f"{CLASS}|"],
@@ -58,8 +74,11 @@ def test_document_reference_all_fields() -> None:
         "_s_event": ["urn:ccam|ZCQK002", "ZCQK002", "urn:ccam|"],
         "_s_security_label": [f"{CONF}|N", "N", f"{CONF}|"],
         "_s_security_label_text": ["normal"],
-        "_s_format": [f"{fmt}|urn:ihe:iti:xds:2017:mimeTypeSufficient",
-                      "urn:ihe:iti:xds:2017:mimeTypeSufficient", f"{fmt}|"],  # fmt: skip
+        "_s_format": [
+            f"{fmt}|urn:ihe:iti:xds:2017:mimeTypeSufficient",
+            "urn:ihe:iti:xds:2017:mimeTypeSufficient",
+            f"{fmt}|",
+        ],
         "_s_relatesto": ["DocumentReference/doc-0", "doc-0"],
         "_s_relation": ["|replaces", "replaces"],
         "_s_contenttype": ["|application/pdf", "application/pdf"],
@@ -106,8 +125,11 @@ def test_patient_all_fields() -> None:
         "_s_address_postalcode": ["4", "42", "420", "4200", "42000"],
         "_s_address_postalcode_exact": ["42000"],
         "_s_address_postalcode_norm": ["42000"],
-        "_s_address": [*prefixes_of("3 rue de l'eglise"), *prefixes_of("saint-etienne"), "42",
-                       "420", "4200", "42000"],  # fmt: skip  ("4" is a prefix of the street line)
+        "_s_address": [
+            *prefixes_of("3 rue de l'eglise"),
+            *prefixes_of("saint-etienne"),
+            *prefixes_of("42000"),
+        ],
         "_s_address_exact": ["3 rue de l'Église", "Saint-Étienne", "42000"],
         "_s_address_norm": ["3 rue de l'eglise", "saint-etienne", "42000"],
         "_s_address_city": prefixes_of("saint-etienne"),
@@ -271,7 +293,7 @@ def test_string_folding_and_prefix_cap() -> None:
     assert "fille œuv" in out["_s_name"]
     assert "a" * 64 in out["_s_name"]
     assert "a" * 65 not in out["_s_name"]
-    assert len(out["_s_name"]) == 18 + 10 + 7 + 64 - 1  # "s" is shared by strasse and nothing else
+    assert len(out["_s_name"]) == 18 + 11 + 7 + 64  # every prefix once, none over 64 characters
     assert not any(len(p) > 64 for p in out["_s_name"])
 
 
@@ -343,8 +365,10 @@ def test_audit_event_patient_from_agents_and_entities() -> None:
 
 
 def test_registry_shape() -> None:
-    assert set(RESOURCE_TYPES) == {"Patient", "Practitioner", "PractitionerRole", "Organization",
-                                   "DocumentReference", "List", "Consent", "AuditEvent", "Binary"}  # fmt: skip
+    assert set(RESOURCE_TYPES) == {
+        "Patient", "Practitioner", "PractitionerRole", "Organization", "DocumentReference", "List",
+        "Consent", "AuditEvent", "Binary",
+    }  # fmt: skip
     assert set(params_for("Binary")) == {"_id", "_lastUpdated", "_tag", "_security", "_profile"}
     assert set(params_for("Observation")) == set(params_for("Binary"))
     assert get_param("Observation", "_tag") is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 DATETIME_MIN = datetime(1, 1, 1, tzinfo=UTC)
 DATETIME_MAX = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
@@ -25,6 +26,7 @@ _PATTERN = re.compile(
 DateRange = tuple[datetime, datetime]
 
 
+@lru_cache(maxsize=4096)  # a resource repeats its dates (period, period-start...)
 def parse_range(text: str) -> DateRange | None:
     """``(lo, hi)`` of a FHIR date, dateTime or instant at its own precision; None when malformed.
 

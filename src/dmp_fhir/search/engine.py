@@ -18,6 +18,7 @@ from ..storage.store import ResourceStore
 from .cursor import Cursor
 from .filters import SearchValueError, build_or_filter
 from .params import SearchParam, get_param, params_for
+from .params import field_name as field_name_of
 from .shaping import parse_elements, parse_summary
 
 #: A scope maps a resource type to the extra filter the caller is bound to (None: sees nothing).
@@ -60,7 +61,8 @@ def merge(*conditions: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def split_values(raw: str) -> list[str]:
-    return [v.replace("\\,", ",") for v in _SPLIT.split(raw)]
+    """The OR-list of a parameter value; escapes (``\\,`` ``\\|`` ``\\$``) are left for the filters."""
+    return _SPLIT.split(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +192,9 @@ class SearchEngine:
         if dot:
             return await self._chain(param, modifier or None, rest, raw, depth)
         try:
-            return build_or_filter(param, modifier or None, split_values(raw))
+            return build_or_filter(
+                param, modifier or None, split_values(raw), base_url=self.base_url
+            )
         except SearchValueError as exc:
             raise BadRequest(f"{key}: {exc}", code="value") from None
 
@@ -230,7 +234,7 @@ class SearchEngine:
                 raise BadRequest(f"The chained search on {target} matches too many resources; "
                                  "narrow it.", code="too-costly")
             references += [f"{target}/{d['_id']}" for d in docs]
-        field_name = f"_s_{param.name.replace('-', '_').replace('.', '_')}"
+        field_name = param.field
         if not references:
             return dict(_NOTHING)
         if len(references) == 1:
@@ -248,7 +252,7 @@ class SearchEngine:
         if ref is None or ref.type != "reference":
             raise BadRequest(f"'{ref_name}' is not a reference parameter of {other}.", code="value")
         cond = await self.criterion(other, inner, raw, depth=depth + 1)
-        field_name = f"_s_{ref.name.replace('-', '_').replace('.', '_')}"
+        field_name = ref.field
         docs = await self.store.find(
             other, merge(self.base_filter(other), cond),
             projection={field_name: 1}, limit=MAX_CHAIN_MATCHES + 1,
@@ -284,7 +288,7 @@ class SearchEngine:
             param = get_param(rtype, name)
             if param is None:
                 raise BadRequest(f"Unknown sort parameter '{name}' for {rtype}.", code="not-supported")
-            base = f"_s_{param.name.replace('-', '_').replace('.', '_')}"
+            base = param.field
             if param.type == "date":
                 keys.append((f"{base}_lo" if direction > 0 else f"{base}_hi", direction))
             elif param.type == "string":
@@ -413,7 +417,7 @@ class SearchEngine:
     async def _include(
         self, spec: Include, sources: list[tuple[str, dict[str, Any]]], seen: set[tuple[str, str]]
     ) -> list[tuple[str, dict[str, Any]]]:
-        field_name = f"_s_{spec.param.replace('-', '_').replace('.', '_')}"
+        field_name = field_name_of(spec.param)
         wanted: list[tuple[str, str]] = []
         for rtype, doc in sources:
             if rtype != spec.source:
@@ -437,7 +441,7 @@ class SearchEngine:
     async def _revinclude(
         self, spec: Include, sources: list[tuple[str, dict[str, Any]]], seen: set[tuple[str, str]]
     ) -> list[tuple[str, dict[str, Any]]]:
-        field_name = f"_s_{spec.param.replace('-', '_').replace('.', '_')}"
+        field_name = field_name_of(spec.param)
         param = get_param(spec.source, spec.param)
         refs = [
             f"{rtype}/{doc['_id']}"

@@ -27,6 +27,7 @@ Filter = dict[str, Any]
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _PREFIXED = re.compile(r"(?P<prefix>[a-z]{2})(?P<rest>[0-9+\-.].*)", re.S)
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _MODIFIERS: dict[str, tuple[str, ...]] = {
     "token": ("not", "text", "of-type"),
     "string": ("exact", "contains"),
@@ -87,8 +88,10 @@ def build_param_filter(
     allowed = _MODIFIERS.get(kind)
     if allowed is None:
         raise SearchValueError(f"Search on {kind} parameter '{param.name}' is not supported.")
-    if modifier is not None and modifier not in allowed and not (
-        kind == "reference" and _RESOURCE_TYPE.fullmatch(modifier)
+    if (
+        modifier is not None
+        and modifier not in allowed
+        and not (kind == "reference" and _RESOURCE_TYPE.fullmatch(modifier))
     ):
         raise SearchValueError(f"Modifier ':{modifier}' is not supported on {kind} parameter "
                                f"'{param.name}'.")  # fmt: skip
@@ -207,9 +210,7 @@ def _string(param: SearchParam, modifier: str | None, value: str) -> Filter:
     }
 
 
-def _reference(
-    param: SearchParam, modifier: str | None, value: str, base_url: str | None
-) -> Filter:
+def _reference(param: SearchParam, modifier: str | None, value: str, base_url: str | None) -> Filter:
     if modifier == "identifier":
         return {param.field + "_identifier": _token_key(param, value)}
     text = unescape(value).strip()
@@ -220,10 +221,12 @@ def _reference(
             if local[0] != modifier:
                 raise SearchValueError(f"'{value}' is not a {modifier} reference ('{param.name}').")
             text = local[1]
-        if "/" in text:
+        if not _ID.fullmatch(text):
             raise SearchValueError(f"':{modifier}' takes an id, not '{value}' ('{param.name}').")
         return {param.field: f"{modifier}/{text}"}
     if "/" not in text and ":" not in text:  # a bare id
+        if not _ID.fullmatch(text):
+            raise SearchValueError(f"'{value}' is not a resource id ('{param.name}').")
         if len(param.targets) == 1:
             return {param.field: f"{param.targets[0]}/{text}"}
         return {param.field: text}

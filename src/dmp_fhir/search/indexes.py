@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from ..registry import RESOURCE_TYPES
-from .params import params_for
+from .params import field_name, params_for
 
 #: MongoDB allows 64 indexes per collection; keep well below.
 MAX_INDEXES_PER_TYPE = 40
-
-
-def field_name(param: str) -> str:
-    return f"_s_{param.replace('-', '_').replace('.', '_')}"
 
 
 def index_fields() -> dict[str, list[str]]:

@@ -74,9 +74,7 @@ SOURCE_ID_EXTS = (
     "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId",
 )
 
-_ANY_PERSON = (
-    "Practitioner", "Organization", "Device", "Patient", "PractitionerRole", "RelatedPerson"
-)
+_ANY_PERSON = ("Practitioner", "Organization", "Device", "Patient", "PractitionerRole", "RelatedPerson")
 
 # name, type, paths, targets, description, url   (resource type given by the section)
 _Row = tuple[str, ParamType, tuple[str, ...], tuple[str, ...], str, str]

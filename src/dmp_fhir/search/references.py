@@ -9,6 +9,7 @@ sides go through :func:`reference_keys`, so every spelling meets on the same sto
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _TYPE_ID = r"(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?"
 _RELATIVE = re.compile(_TYPE_ID)
@@ -31,17 +32,18 @@ def local_reference(text: str, base_url: str | None) -> tuple[str, str] | None:
     return match.group("type"), match.group("id")
 
 
-def reference_keys(text: str, base_url: str | None) -> list[str]:
+@lru_cache(maxsize=4096)
+def reference_keys(text: str, base_url: str | None) -> tuple[str, ...]:
     """The stored forms of a reference string: ``["Type/id", "id"]``, the text as written for an
     external URL or a ``urn:uuid:``/``urn:oid:``, nothing for a contained ``#id``."""
     text = text.strip()
     if not text or text.startswith("#"):
-        return []
+        return ()
     local = local_reference(text, base_url)
     if local is not None:
         rtype, rid = local
-        return [f"{rtype}/{rid}", rid]
-    return [text]
+        return (f"{rtype}/{rid}", rid)
+    return (text,)
 
 
 def reference_type(text: str, base_url: str | None) -> str | None:

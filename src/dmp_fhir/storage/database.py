@@ -71,14 +71,26 @@ class Database:
                 IndexModel([("_deleted", ASCENDING), ("_lu", DESCENDING)]),
             ]
             models += [IndexModel([(f, ASCENDING)]) for f in search_fields.get(rtype.name, [])]
-            await current.create_indexes(models)
-            history = self.db[rtype.history_collection]
-            await history.create_indexes(
+            await self._create_missing(rtype.collection, models)
+            await self._create_missing(
+                rtype.history_collection,
                 [
                     IndexModel([("_rid", ASCENDING), ("_v", DESCENDING)], unique=True),
                     IndexModel([("_lu", DESCENDING)]),
-                ]
+                ],
             )
+
+    async def _create_missing(self, collection: str, models: list[IndexModel]) -> None:
+        """Create the indexes a collection lacks.
+
+        Asking FerretDB v1 (PostgreSQL backend) to create an index that already exists makes
+        it drop the connection (a server-side panic), so only missing ones are sent.
+        """
+        coll = self.db[collection]
+        existing = set((await coll.index_information()).keys())
+        missing = [m for m in models if m.document["name"] not in existing]
+        if missing:
+            await coll.create_indexes(missing)
 
     async def close(self) -> None:
         await self.client.close()

@@ -1,0 +1,78 @@
+"""Shared benchmark plumbing: a database (MONGODB_URL or an embedded FerretDB), an in-process
+app, latency statistics. Benchmarks print figures; they never assert."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI
+
+from dmp_fhir.app import create_app
+from dmp_fhir.config import Settings
+from dmp_fhir.storage import Database
+
+BASE = "http://bench/fhir"
+
+
+@contextlib.contextmanager
+def database_url() -> Iterator[tuple[str, str]]:
+    """(url, description) of the engine the benchmark runs on."""
+    url = os.environ.get("MONGODB_URL")
+    if url:
+        yield url, f"MONGODB_URL={url}"
+        return
+    from dmp_fhir.devdb import EmbeddedDatabase
+
+    with EmbeddedDatabase() as db:
+        yield db.url, f"embedded FerretDB ({db.backend} backend)"
+
+
+@contextlib.asynccontextmanager
+async def running_app(url: str, **overrides: object) -> AsyncIterator[tuple[FastAPI, Database, httpx.AsyncClient]]:
+    settings = Settings.model_validate(
+        {"mongodb_url": url, "db": f"bench_{uuid.uuid4().hex[:8]}", "base_url": BASE, **overrides}
+    )
+    database = Database(url, settings.db)
+    app = create_app(settings, database)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+            yield app, database, client
+    await database.client.drop_database(settings.db)
+    await database.close()
+
+
+@dataclass
+class Stats:
+    samples: list[float]
+
+    def pct(self, p: float) -> float:
+        ordered = sorted(self.samples)
+        index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+        return ordered[index] * 1000
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.samples) * 1000
+
+    def line(self, label: str) -> str:
+        return (f"{label:<44} p50 {self.pct(50):8.2f} ms  p95 {self.pct(95):8.2f} ms  "
+                f"p99 {self.pct(99):8.2f} ms  (n={len(self.samples)})")
+
+
+async def measure(fn: Callable[[int], Awaitable[object]], n: int, warmup: int = 3) -> Stats:
+    for i in range(warmup):
+        await fn(i)
+    samples: list[float] = []
+    for i in range(n):
+        start = time.perf_counter()
+        await fn(i)
+        samples.append(time.perf_counter() - start)
+    return Stats(samples)
