@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from dmp_fhir.app import create_app
 from dmp_fhir.config import Settings
+from dmp_fhir.policy.access import OpenAccess
 from dmp_fhir.storage import Database
 
 BASE = "http://testserver/fhir"
@@ -46,9 +47,11 @@ def make_settings(mongodb_url: str, **overrides: object) -> Settings:
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def app(mongodb_url: str) -> AsyncIterator[FastAPI]:
+    """The app with ``OpenAccess``: for the REST mechanics (CRUD, search, formats), which
+    the policy tests then exercise again with real tokens."""
     settings = make_settings(mongodb_url)
     database = Database(mongodb_url, settings.db)
-    application = create_app(settings, database)
+    application = create_app(settings, database, access=OpenAccess())
     async with application.router.lifespan_context(application):
         yield application
     await database.client.drop_database(settings.db)

@@ -9,7 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import __version__
+from .auth.tokens import TokenVerifier
 from .config import Settings, get_settings
+from .policy.access import AccessControl, TokenAccess
+from .policy.matrix import load_matrix
 from .rest import resource_routes, search_routes, system_routes
 from .rest.capability import capability_statement
 from .rest.errors import install_error_handlers
@@ -20,9 +23,17 @@ from .storage.store import format_instant, now_utc
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
-    """Build the app. ``database`` is created from ``settings.mongodb_url`` when not given."""
+def create_app(
+    settings: Settings | None = None,
+    database: Database | None = None,
+    *,
+    access: AccessControl | None = None,
+) -> FastAPI:
+    """Build the app. ``database`` is created from ``settings.mongodb_url`` when not given;
+    ``access`` defaults to bearer tokens + the DMP policy (tests of the REST mechanics pass
+    ``OpenAccess()``)."""
     settings = settings or get_settings()
+    matrix = load_matrix()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -37,6 +48,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         await db.ensure_indexes(index_fields())
         app.state.database = db
         app.state.store = ResourceStore(db)
+        app.state.access = access or TokenAccess(TokenVerifier(settings), app.state.store, matrix)
         try:
             yield
         finally:
@@ -53,6 +65,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         openapi_url=f"{settings.base_path}/_openapi.json",
     )
     app.state.settings = settings
+    app.state.matrix = matrix
     app.state.capability = capability_statement(settings, started=format_instant(now_utc()))
     install_error_handlers(app)
     app.include_router(system_routes.build_router(), prefix=settings.base_path)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
+from .auth.cli import add_token_command
 from .config import Settings, get_settings
 
 log = logging.getLogger("dmp_fhir")
@@ -33,7 +34,10 @@ def _database_url(settings: Settings, stack: ExitStack, *, persistent: bool) -> 
 
 
 async def _load(settings: Settings, paths: Sequence[Path]) -> int:
+    from .auth.caller import system_caller
     from .loader import load_paths
+    from .policy.base import Unrestricted
+    from .policy.matrix import load_matrix
     from .repository import Repository
     from .search.indexes import index_fields
     from .storage import Database, ResourceStore
@@ -43,7 +47,11 @@ async def _load(settings: Settings, paths: Sequence[Path]) -> int:
     try:
         await database.connect()
         await database.ensure_indexes(index_fields())
-        counts = await load_paths(Repository(ResourceStore(database), settings), paths)
+        # Loading is an internal job: explicit, unrestricted, never reachable from HTTP.
+        repository = Repository(
+            ResourceStore(database), settings, Unrestricted(system_caller("load")), load_matrix()
+        )
+        counts = await load_paths(repository, paths)
     finally:
         await database.close()
     print("loaded: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -104,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     load = sub.add_parser("load", help="load bundles or NDJSON files (idempotent)")
     load.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     load.set_defaults(func=cmd_load)
+
+    add_token_command(sub)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,12 +31,28 @@ class Settings(BaseSettings):
     max_page_size: int = 1000
     log_level: str = "info"
 
+    # -- authentication (bearer JWTs, see dmp_fhir.auth.tokens) --------------------------
+    jwks_file: Path | None = Field(default=None, description="JWKS file with the IdP's public keys.")
+    jwks_url: str | None = Field(default=None, description="JWKS URL of the IdP (fetched, cached).")
+    issuer: str = Field(default="dmp-fhir-dev", description="Required ``iss`` of every token.")
+    audience: str | None = Field(default=None, description="Required ``aud``; unset: base_url.")
+    dev_mode: bool = Field(
+        default=False,
+        description="Accept tokens signed by the local development key (``dmp-fhir token``).",
+    )
+    dev_key_file: Path = Path(".cache/dev-signing-key.json")
+
     @property
     def base_path(self) -> str:
         """The path part of the base URL (``/fhir``), where the API is mounted."""
         from urllib.parse import urlsplit
 
         return urlsplit(self.base_url).path.rstrip("/")
+
+    @property
+    def token_audience(self) -> str:
+        """The ``aud`` every token must carry: ``audience``, or else the base URL."""
+        return self.audience or self.base_url
 
 
 @lru_cache(maxsize=1)

@@ -1,8 +1,9 @@
 """The per-request repository: the only door from the HTTP layer to the data.
 
-Routes and operations receive a ``Repository`` (built per request with the caller's context)
-and never touch the store or the driver. Every write computes the extracted search fields
-in one place (``_fields``), so no path can store a resource that search cannot see.
+Routes and operations receive a ``Repository`` (built per request with the caller's policy)
+and never touch the store or the driver. Every read path merges the policy's filter into its
+query; every write computes the search and policy fields in one place (``_fields``) and runs
+the policy's write check against the current state (``_guard``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from typing import Any
 
 from .config import Settings
 from .errors import BadRequest, Gone, MethodNotAllowed, NotFound, PreconditionFailed
+from .policy.base import AccessPolicy, WriteAction
+from .policy.fields import policy_fields
+from .policy.matrix import AccessMatrix
 from .registry import RESOURCE_TYPES, ResourceType
-from .search.engine import SearchEngine, SearchRequest, SearchResult
+from .search.engine import SearchEngine, SearchRequest, SearchResult, merge
 from .search.extract import extract_search_fields
 from .storage import ResourceStore, StoredVersion
+from .storage.store import WriteGuard
 from .validation import check_resource
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -57,17 +62,73 @@ class WriteResult:
 
 
 class Repository:
-    """CRUD and history on the store, for one caller."""
+    """CRUD, search and history for one caller, every path through its access policy."""
 
-    def __init__(self, store: ResourceStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: ResourceStore,
+        settings: Settings,
+        policy: AccessPolicy,
+        matrix: AccessMatrix,
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.policy = policy
+        self.matrix = matrix
         self.search_engine = SearchEngine(
             store,
             base_url=settings.base_url,
+            scope=policy.scope,
             default_count=settings.default_page_size,
             max_count=settings.max_page_size,
         )
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def _fields(self, rtype: str, resource: dict[str, Any] | None) -> dict[str, Any]:
+        """Search and policy fields: computed here, for every write path."""
+        if resource is None:
+            return {}
+        fields = extract_search_fields(rtype, resource, base_url=self.settings.base_url)
+        fields.update(await policy_fields(rtype, resource, self.matrix, self._resolve))
+        return fields
+
+    async def _resolve(self, reference: str) -> dict[str, Any] | None:
+        """Raw look-up for the policy fields (PractitionerRole, DocumentReference)."""
+        rtype, _, rid = reference.partition("/")
+        if rtype not in RESOURCE_TYPES or not ID_PATTERN.match(rid):
+            return None
+        found = await self.store.read(rtype, rid)
+        return found.resource if found is not None and not found.deleted else None
+
+    @staticmethod
+    def _writable(rtype: ResourceType) -> None:
+        if not rtype.client_writable:
+            raise MethodNotAllowed(f"{rtype.name} resources are written by the server only.")
+
+    async def _visible(self, rtype: str, doc: dict[str, Any]) -> bool:
+        """Is this stored (current or history) document visible to the caller?"""
+        if rtype == "Binary":
+            return await self.policy.binary_visible(doc)
+        scope = self.policy.scope(rtype)
+        if scope is None:
+            return False
+        if not scope:
+            return True
+        history = "/" in str(doc["_id"])
+        found = await self.store.find(
+            rtype, merge({"_id": doc["_id"]}, scope), limit=1, history=history,
+            projection={"_id": 1},
+        )
+        return bool(found)
+
+    async def _require_visible(self, rtype: str, doc: dict[str, Any], what: str) -> None:
+        """404 for what the caller may not see (403 when the whole record is refused)."""
+        pid = doc.get("_p_patient")
+        await self.policy.prepare({pid} if isinstance(pid, str) else set())
+        if not await self._visible(rtype, doc):
+            await self.policy.explain_hidden(rtype, doc)
+            raise NotFound(f"{what} is not known.")
 
     # -- search -----------------------------------------------------------------------
 
@@ -75,18 +136,51 @@ class Repository:
         self, type_name: str, params: list[tuple[str, str]], *, strict: bool = False
     ) -> tuple[SearchRequest, SearchResult]:
         rtype = resource_type(type_name)
+        self.policy.require(rtype.name, "s")
+        focus = await self._focus_patients(rtype.name, params)
+        if focus:
+            await self.policy.check_focus(focus)
+        else:
+            await self.policy.prepare()
         request = await self.search_engine.compile(rtype.name, params, strict=strict)
         return request, await self.search_engine.execute(request)
+
+    async def _focus_patients(self, rtype: str, params: list[tuple[str, str]]) -> set[str]:
+        """The patients a search names explicitly (the policy then decides for them alone)."""
+        focus: set[str] = set()
+        for key, value in params:
+            name = key.split(":")[0]
+            values = [v for v in value.split(",") if v]
+            if (name in ("patient", "subject") and "." not in key) or (
+                rtype == "Patient" and name == "_id"
+            ):
+                for v in values:
+                    tail = v.split("/_history/")[0].rstrip("/").split("/")
+                    if len(tail) == 1 or tail[-2] == "Patient":
+                        focus.add(tail[-1])
+            elif key in ("patient.identifier", "subject.identifier", "patient:Patient.identifier",
+                         "subject:Patient.identifier") or (rtype == "Patient" and name == "identifier"):
+                for v in values:
+                    docs = await self.store.find(
+                        "Patient", {"_s_identifier": v, "_deleted": False}, projection={"_id": 1},
+                        limit=50,
+                    )
+                    focus.update(d["_id"] for d in docs)
+        return focus
 
     async def conditional_match(self, type_name: str, query: str) -> StoredVersion | None:
         """The one resource matching ``query`` (If-None-Exist and conditional writes).
 
         None when nothing matches; 412 when several do (FHIR's rule for conditional writes).
+        Only what the caller may see is considered.
         """
         rtype = resource_type(type_name)
         params = parse_qsl(query.split("?", 1)[-1], keep_blank_values=True)
         if not params:
             raise BadRequest("A conditional request needs search parameters.", code="required")
+        self.policy.require(rtype.name, "s")
+        focus = await self._focus_patients(rtype.name, params)
+        await self.policy.prepare(focus or None)
         request = await self.search_engine.compile(rtype.name, params, strict=True)
         docs = await self.store.find(rtype.name, request.filter, limit=2)
         if len(docs) > 1:
@@ -95,59 +189,80 @@ class Repository:
             )
         return StoredVersion.from_doc(rtype.name, docs[0]) if docs else None
 
-    # -- helpers ----------------------------------------------------------------------
-
-    def _fields(self, rtype: str, resource: dict[str, Any] | None) -> dict[str, Any]:
-        if resource is None:
-            return {}
-        return extract_search_fields(rtype, resource, base_url=self.settings.base_url)
-
-    @staticmethod
-    def _writable(rtype: ResourceType) -> None:
-        if not rtype.client_writable:
-            raise MethodNotAllowed(f"{rtype.name} resources are written by the server only.")
-
     # -- reads ------------------------------------------------------------------------
 
     async def read(self, type_name: str, rid: str) -> StoredVersion:
         rtype = resource_type(type_name)
-        found = await self.store.read(rtype.name, check_id(rid))
-        if found is None:
+        self.policy.require(rtype.name, "r")
+        doc = await self.store.read_doc(rtype.name, {"_id": check_id(rid)})
+        if doc is None:
             raise NotFound(f"{type_name}/{rid} is not known.")
-        if found.deleted:
-            raise Gone(f"{type_name}/{rid} was deleted.", headers={"ETag": found.etag})
-        return found
+        if doc.get("_deleted"):
+            newest = await self.store.newest_history(rtype.name, rid, live=True)
+            if newest is not None:
+                await self._require_visible(rtype.name, newest, f"{type_name}/{rid}")
+            version = StoredVersion.from_doc(rtype.name, doc)
+            raise Gone(f"{type_name}/{rid} was deleted.", headers={"ETag": version.etag})
+        await self._require_visible(rtype.name, doc, f"{type_name}/{rid}")
+        return StoredVersion.from_doc(rtype.name, doc)
 
     async def read_any_version(self, type_name: str, rid: str) -> StoredVersion:
         """The current version or tombstone: history stays readable after a delete."""
         rtype = resource_type(type_name)
-        found = await self.store.read(rtype.name, check_id(rid))
-        if found is None:
+        self.policy.require(rtype.name, "r")
+        doc = await self.store.read_doc(rtype.name, {"_id": check_id(rid)})
+        if doc is None:
             raise NotFound(f"{type_name}/{rid} is not known.")
-        return found
+        newest = doc if not doc.get("_deleted") else await self.store.newest_history(
+            rtype.name, rid, live=True
+        )
+        if newest is not None:
+            await self._require_visible(rtype.name, newest, f"{type_name}/{rid}")
+        return StoredVersion.from_doc(rtype.name, doc)
 
     async def vread(self, type_name: str, rid: str, version: str) -> StoredVersion:
         rtype = resource_type(type_name)
+        self.policy.require(rtype.name, "r")
         if not version.isdigit():
             raise NotFound(f"Version '{version}' of {type_name}/{rid} is not known.")
-        found = await self.store.vread(rtype.name, check_id(rid), int(version))
-        if found is None:
+        doc = await self.store.read_doc(
+            f"{rtype.name}_history", {"_id": f"{check_id(rid)}/{int(version)}"}
+        )
+        if doc is None:
             raise NotFound(f"Version {version} of {type_name}/{rid} is not known.")
-        if found.deleted:
+        if doc.get("_deleted"):
+            await self.read_any_version(type_name, rid)
             raise Gone(f"Version {version} of {type_name}/{rid} is a deletion.")
-        return found
+        await self._require_visible(rtype.name, doc, f"Version {version} of {type_name}/{rid}")
+        return StoredVersion.from_doc(rtype.name, doc)
 
     # -- writes -----------------------------------------------------------------------
+
+    def _guard(self, rtype: str, new: dict[str, Any] | None) -> WriteGuard:
+        """The policy check run by the store against the current state, on every attempt."""
+
+        async def guard(current: dict[str, Any] | None) -> None:
+            if current is not None:
+                await self._require_visible(rtype, current, f"{rtype}/{current['_id']}")
+            if new is None and current is None:
+                return
+            action: WriteAction = "delete" if new is None else "update" if current else "create"
+            await self.policy.check_write(rtype, action, new, current)
+
+        return guard
 
     async def create(self, type_name: str, body: Any, *, rid: str | None = None) -> WriteResult:
         """Create with a server-assigned id (the body's id, if any, is ignored as FHIR says)."""
         rtype = resource_type(type_name)
         self._writable(rtype)
+        self.policy.require(rtype.name, "c")
         resource = check_resource(body, expected_type=rtype.name)
         new_id = rid or str(uuid.uuid4())
         resource = {**resource, "id": new_id}
+        fields = await self._fields(rtype.name, resource)
         stored = await self.store.write(
-            rtype.name, new_id, resource, self._fields(rtype.name, resource), create_only=True
+            rtype.name, new_id, resource, fields, create_only=True,
+            guard=self._guard(rtype.name, {"resource": resource, **fields}),
         )
         return WriteResult(stored, created=True)
 
@@ -163,6 +278,7 @@ class Repository:
         """Update, or create with the client's id when the resource does not exist yet."""
         rtype = resource_type(type_name)
         self._writable(rtype)
+        self.policy.require(rtype.name, "u")
         check_id(rid)
         resource = check_resource(body, expected_type=rtype.name)
         body_id = resource.get("id")
@@ -175,20 +291,26 @@ class Repository:
                 code="invalid",
                 expression=(f"{rtype.name}.id",),
             )
+        fields = await self._fields(rtype.name, resource)
         stored = await self.store.write(
             rtype.name,
             rid,
             resource,
-            self._fields(rtype.name, resource),
+            fields,
             if_match=if_match,
             skip_unchanged=skip_unchanged,
+            guard=self._guard(rtype.name, {"resource": resource, **fields}),
         )
         return WriteResult(stored, created=stored.version == 1 and stored.changed)
 
     async def delete(self, type_name: str, rid: str, *, if_match: int | None = None) -> StoredVersion:
         rtype = resource_type(type_name)
         self._writable(rtype)
-        return await self.store.write(rtype.name, check_id(rid), None, {}, if_match=if_match)
+        self.policy.require(rtype.name, "d")
+        return await self.store.write(
+            rtype.name, check_id(rid), None, {}, if_match=if_match,
+            guard=self._guard(rtype.name, None),
+        )
 
     # -- history ----------------------------------------------------------------------
 
@@ -204,6 +326,14 @@ class Repository:
         """One page of versions, newest first, and the cursor of the next page (keyset paging:
         inserts between pages shift nothing)."""
         rtype = resource_type(type_name)
+        self.policy.require(rtype.name, "r")
+        if rid is not None:
+            await self.read_any_version(type_name, rid)
+        else:
+            await self.policy.prepare()
+        scope = self.policy.scope(rtype.name)
+        if scope is None:
+            return [], None
         query: dict[str, Any] = {}
         if since is not None:
             query["_lu"] = {"$gte": since}
@@ -221,7 +351,9 @@ class Repository:
                     query = {"$and": [query, {"$or": keyset}]}
                 else:
                     query["$or"] = keyset
-        docs = await self.store.find(rtype.name, query, sort=sort, limit=count + 1, history=True)
+        docs = await self.store.find(
+            rtype.name, merge(query, scope), sort=sort, limit=count + 1, history=True
+        )
         versions = [StoredVersion.from_doc(rtype.name, doc) for doc in docs]
         if len(versions) <= count:
             return versions, None

@@ -44,9 +44,15 @@ def settings_of(request: Request) -> Settings:
 
 
 def repository_of(request: Request) -> Repository:
-    """A repository bound to this request's caller."""
+    """A repository bound to this request's caller (401 without a valid token)."""
+    cached = getattr(request.state, "repository", None)
+    if isinstance(cached, Repository):
+        return cached
     state = request.app.state
-    return Repository(state.store, state.settings)
+    policy = state.access.policy_for(request)
+    repository = Repository(state.store, state.settings, policy, state.matrix)
+    request.state.repository = repository
+    return repository
 
 
 def version_headers(base: str, version: StoredVersion) -> dict[str, str]:

@@ -15,7 +15,7 @@ the next write of that resource repairs it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,10 @@ from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict, PreconditionFailed
 from .database import Database
+
+#: Called with the current stored document (or None) before a version is written; raising
+#: refuses the write. It runs again on every retry, so it always judges the latest state.
+WriteGuard = Callable[[dict[str, Any] | None], Awaitable[None]]
 
 #: Writers that lose the race for a version retry this many times before giving up.
 MAX_WRITE_ATTEMPTS = 100
@@ -105,8 +109,14 @@ class ResourceStore:
         doc = await self.db[f"{rtype}_history"].find_one({"_id": f"{rid}/{version}"})
         return StoredVersion.from_doc(rtype, doc) if doc else None
 
-    async def newest_history(self, rtype: str, rid: str) -> dict[str, Any] | None:
-        cursor = self.db[f"{rtype}_history"].find({"_rid": rid}).sort("_v", DESCENDING).limit(1)
+    async def newest_history(
+        self, rtype: str, rid: str, *, live: bool = False
+    ) -> dict[str, Any] | None:
+        """The newest version in history (``live``: the newest that is not a deletion)."""
+        query: dict[str, Any] = {"_rid": rid}
+        if live:
+            query["_deleted"] = False
+        cursor = self.db[f"{rtype}_history"].find(query).sort("_v", DESCENDING).limit(1)
         docs = await cursor.to_list(1)
         return docs[0] if docs else None
 
@@ -147,6 +157,7 @@ class ResourceStore:
         if_match: int | None = None,
         create_only: bool = False,
         skip_unchanged: bool = False,
+        guard: WriteGuard | None = None,
     ) -> StoredVersion:
         """Write a new version (``resource=None`` writes a tombstone) and return it.
 
@@ -160,6 +171,8 @@ class ResourceStore:
             current = await current_coll.find_one({"_id": rid})
             base = int(current["_v"]) if current else 0
             live = current is not None and not current.get("_deleted")
+            if guard is not None:
+                await guard(current if live else None)
             if if_match is not None and if_match != base:
                 raise PreconditionFailed(
                     f"{rtype}/{rid} is at version {base}, not {if_match}.",
@@ -184,6 +197,10 @@ class ResourceStore:
                 )
             version = base + 1
             moment = now_utc()
+            if resource is None and current is not None:
+                # A deletion keeps the policy fields of what it deletes: who may see the
+                # resource may see that it was deleted, nobody else.
+                extra_fields = {k: v for k, v in current.items() if k.startswith("_p_")}
             doc = self._document(rtype, rid, version, moment, resource, extra_fields)
             try:
                 await history_coll.insert_one({**doc, "_id": f"{rid}/{version}"})

@@ -1,0 +1,50 @@
+"""How a request gets its policy: verify the token, then bind the DMP policy to the caller."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from starlette.requests import Request
+
+from ..auth.caller import Caller, system_caller
+from ..storage.store import ResourceStore
+from .base import AccessPolicy, Unrestricted
+from .dmp import DmpPolicy
+from .matrix import AccessMatrix
+
+
+class Authenticator(Protocol):
+    def verify(self, authorization: str | None) -> Caller: ...
+
+
+class AccessControl(Protocol):
+    """Gives each request its policy."""
+
+    def policy_for(self, request: Request) -> AccessPolicy: ...
+
+
+class TokenAccess:
+    """Production: a verified bearer token, and the DMP rules."""
+
+    def __init__(self, authenticator: Authenticator, store: ResourceStore, matrix: AccessMatrix) -> None:
+        self.authenticator = authenticator
+        self.store = store
+        self.matrix = matrix
+
+    def policy_for(self, request: Request) -> AccessPolicy:
+        caller = self.authenticator.verify(request.headers.get("authorization"))
+        request.state.caller = caller
+        return DmpPolicy(caller, self.store, self.matrix)
+
+
+class OpenAccess:
+    """No authentication and no rules: for tests and benchmarks of the REST mechanics only.
+
+    It can only be passed to ``create_app`` in code; no setting or environment variable
+    selects it.
+    """
+
+    def policy_for(self, request: Request) -> AccessPolicy:
+        caller = system_caller("open-access")
+        request.state.caller = caller
+        return Unrestricted(caller)

@@ -1,0 +1,134 @@
+"""The access matrix (``profiles/access-matrix.json``): profession [+ specialty] × document
+type/section → read / write, plus the lists the rules need (excluded actors, emergency
+settings, break-glass eligibility). Data, not code: the README's table is generated from it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+UNCLASSIFIED = "UNCLASSIFIED"
+"""The section of a document whose type the matrix does not know: only those who read
+everything (the patient, the *médecin traitant*) and its author see it."""
+
+DEFAULT_MATRIX = Path(__file__).resolve().parents[3] / "profiles" / "access-matrix.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    read: frozenset[str]
+    write: frozenset[str]
+
+
+@dataclass(frozen=True)
+class AccessMatrix:
+    """The matrix, with "*" and section codes expanded into access keys.
+
+    Every document carries access keys (its section and its type code); a rule grants the
+    keys it lists, so "may A read D" is "do their key sets intersect".
+    """
+
+    sections: Mapping[str, frozenset[str]]  # section -> document type codes
+    wildcard_sections: frozenset[str]
+    type_section: Mapping[str, str]  # type code -> section
+    section_override_system: str
+    rules: Mapping[tuple[str, str | None], Rule]
+    gp_read: frozenset[str]
+    patient_read: frozenset[str]
+    patient_write: frozenset[str]
+    excluded_categories: frozenset[str]
+    excluded_sectors: frozenset[str]
+    emergency_settings: frozenset[str]
+    break_glass_professions: frozenset[str]
+
+    # -- documents ----------------------------------------------------------------------
+
+    def document_keys(self, type_codes: Iterable[str], section_codes: Iterable[str] = ()) -> list[str]:
+        """The access keys of a document: its section (explicit override, else from its
+        type) and its type codes."""
+        codes = [c for c in type_codes if c]
+        explicit = [s for s in section_codes if s in self.sections]
+        section = explicit[0] if explicit else next(
+            (self.type_section[c] for c in codes if c in self.type_section), UNCLASSIFIED
+        )
+        return [section, *codes]
+
+    # -- callers ------------------------------------------------------------------------
+
+    def rule_for(self, profession: str | None, specialty: str | None) -> Rule | None:
+        if profession is None:
+            return None
+        return self.rules.get((profession, specialty)) or self.rules.get((profession, None))
+
+    def is_excluded(self, category: str | None, sector: str | None) -> bool:
+        return (category is not None and category in self.excluded_categories) or (
+            sector is not None and sector in self.excluded_sectors
+        )
+
+    def may_break_glass(self, profession: str | None, care_setting: str | None) -> bool:
+        return (
+            profession in self.break_glass_professions
+            and care_setting is not None
+            and care_setting in self.emergency_settings
+        )
+
+
+
+def expand(items: Iterable[str], wildcard: frozenset[str]) -> frozenset[str]:
+    """Rule items ("*", section codes, type codes) → the access keys they grant."""
+    keys: set[str] = set()
+    for item in items:
+        if item == "*":
+            keys |= wildcard
+            keys.add(UNCLASSIFIED)
+        else:
+            keys.add(item)
+    return frozenset(keys)
+
+
+def _codes(entries: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    return frozenset(str(e["code"]) for e in entries if "code" in e)
+
+
+def parse_matrix(data: Mapping[str, Any]) -> AccessMatrix:
+    sections = {
+        code: frozenset(s.get("documentTypes", [])) for code, s in data["sections"].items()
+    }
+    wildcard = frozenset(c for c, s in data["sections"].items() if s.get("includedInWildcard"))
+    type_section = {code: t["section"] for code, t in data["documentTypes"].items()}
+    override_system = data["codeSystems"]["section"]
+    rules = {
+        (str(r["profession"]), r.get("specialty")): Rule(
+            expand(r["read"], wildcard), expand(r["write"], wildcard)
+        )
+        for r in data["rules"]
+    }
+    sectors = {
+        str(s["code"])
+        for actor in data["excludedActors"]
+        for s in actor.get("alsoMatchOrganizationSector", [])
+    }
+    return AccessMatrix(
+        sections=sections,
+        wildcard_sections=wildcard,
+        type_section=type_section,
+        section_override_system=override_system,
+        rules=rules,
+        gp_read=expand(data["treatingPhysician"]["read"], wildcard),
+        patient_read=expand(data["patient"]["read"], wildcard),
+        patient_write=expand(data["patient"]["write"], wildcard),
+        excluded_categories=_codes(data["excludedActors"]),
+        excluded_sectors=frozenset(sectors),
+        emergency_settings=_codes(data["emergencySettings"]),
+        break_glass_professions=frozenset(data["breakGlass"]["eligible"]["profession"]),
+    )
+
+
+@cache
+def load_matrix(path: Path = DEFAULT_MATRIX) -> AccessMatrix:
+    return parse_matrix(json.loads(path.read_text(encoding="utf-8")))
