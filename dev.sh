@@ -54,6 +54,8 @@ case "${1:-}" in
     serve)
         shift
         setup
+        # Development mode: the server accepts tokens minted by `dmp-fhir token` (never in production).
+        export DMP_FHIR_DEV_MODE="${DMP_FHIR_DEV_MODE:-true}"
         exec .venv/bin/dmp-fhir serve --load samples/ "$@"
         ;;
     test)

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from dmp_fhir.app import create_app
 from dmp_fhir.config import Settings
+from dmp_fhir.policy.access import OpenAccess
 from dmp_fhir.storage import Database
 
 BASE = "http://bench/fhir"
@@ -35,12 +36,15 @@ def database_url() -> Iterator[tuple[str, str]]:
 
 
 @contextlib.asynccontextmanager
-async def running_app(url: str, **overrides: object) -> AsyncIterator[tuple[FastAPI, Database, httpx.AsyncClient]]:
+async def running_app(
+    url: str, *, open_access: bool = False, **overrides: object
+) -> AsyncIterator[tuple[FastAPI, Database, httpx.AsyncClient]]:
+    """The app in-process; ``open_access`` switches the policy off (the reference figure)."""
     settings = Settings.model_validate(
         {"mongodb_url": url, "db": f"bench_{uuid.uuid4().hex[:8]}", "base_url": BASE, **overrides}
     )
     database = Database(url, settings.db)
-    app = create_app(settings, database)
+    app = create_app(settings, database, access=OpenAccess() if open_access else None)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:

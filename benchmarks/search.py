@@ -24,10 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Stats, database_url, measure, running_app  # noqa: E402
 
+from dmp_fhir.policy.fields import policy_fields  # noqa: E402
+from dmp_fhir.policy.matrix import load_matrix  # noqa: E402
 from dmp_fhir.search.extract import extract_search_fields  # noqa: E402
 from dmp_fhir.storage.store import format_instant  # noqa: E402
 
 INS = "urn:oid:1.2.250.1.213.1.4.8"
+VISIBILITY = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
 TYPES = ["11488-4", "34133-9", "11502-2", "18748-4", "57833-6", "60591-5"]
 
 
@@ -39,6 +42,7 @@ def patient(i: int) -> dict[str, Any]:
         "name": [{"family": f"Famille{i}", "given": ["Jeanne"]}],
         "gender": "female",
         "birthDate": "1970-01-01",
+        "generalPractitioner": [{"reference": f"Practitioner/gp{i % 20}"}],
     }
 
 
@@ -55,7 +59,8 @@ def document(i: int, patients: int, rng: random.Random) -> dict[str, Any]:
         "subject": {"reference": f"Patient/p{i % patients}"},
         "date": day.isoformat(),
         "author": [{"reference": f"Practitioner/pr{i % 50}"}],
-        "securityLabel": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]}],
+        "securityLabel": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]}]
+        + ([{"coding": [{"system": VISIBILITY, "code": "MASQUE_PS"}]}] if rng.random() < 0.05 else []),
         "content": [{"attachment": {"contentType": "application/pdf", "url": f"Binary/b{i}",
                                     "size": 51200, "hash": "2jmj7l5rSw0yVb/vlWAYkK/YBwk=",
                                     "title": "Compte rendu"}}],
@@ -63,21 +68,27 @@ def document(i: int, patients: int, rng: random.Random) -> dict[str, Any]:
     }
 
 
-def stored(rtype: str, resource: dict[str, Any], base: str) -> dict[str, Any]:
+async def _no_resolve(_reference: str) -> dict[str, Any] | None:
+    return None
+
+
+async def stored(rtype: str, resource: dict[str, Any], base: str) -> dict[str, Any]:
+    """The document exactly as the server stores it (search and policy fields included)."""
     moment = datetime.now(UTC).replace(microsecond=0)
     resource = {**resource, "meta": {"versionId": "1", "lastUpdated": format_instant(moment)}}
     return {"_id": resource["id"], "_rid": resource["id"], "_v": 1, "_lu": moment,
             "_deleted": False, "resource": resource,
-            **extract_search_fields(rtype, resource, base_url=base)}
+            **extract_search_fields(rtype, resource, base_url=base),
+            **await policy_fields(rtype, resource, load_matrix(), _no_resolve)}
 
 
 async def load(db: Any, n: int, patients: int, base: str) -> None:
     rng = random.Random(42)
-    docs = [stored("Patient", patient(i), base) for i in range(patients)]
+    docs = [await stored("Patient", patient(i), base) for i in range(patients)]
     await db["Patient"].insert_many(docs)
     batch: list[dict[str, Any]] = []
     for i in range(n):
-        batch.append(stored("DocumentReference", document(i, patients, rng), base))
+        batch.append(await stored("DocumentReference", document(i, patients, rng), base))
         if len(batch) == 1000:
             await db["DocumentReference"].insert_many(batch)
             batch = []
@@ -93,7 +104,7 @@ async def main() -> None:
     args = parser.parse_args()
     with database_url() as (url, engine):
         n = args.n or (100_000 if os.environ.get("MONGODB_URL") else 20_000)
-        async with running_app(url) as (app, database, client):
+        async with running_app(url, open_access=True) as (app, database, client):
             print(f"engine: {engine} ({database.engine.name}); {n} DocumentReferences, "
                   f"{args.patients} patients")
             started = asyncio.get_running_loop().time()

@@ -48,7 +48,7 @@ class DmpPolicy:
         self.person = person_keys(caller)
         self.rule = matrix.rule_for(caller.profession, caller.specialty)
         self.relations: dict[str, Relation] = {}
-        self._prepared = False
+        self._complete = False  # relations to every candidate patient are known
         self._closed: set[str] = set()
 
     # -- scopes (SMART) -----------------------------------------------------------------
@@ -65,26 +65,26 @@ class DmpPolicy:
     # -- relations to patients ----------------------------------------------------------
 
     async def prepare(self, focus_patients: set[str] | None = None) -> None:
-        focus = set(focus_patients or ()) - set(self.relations)
-        if self._prepared and not focus:
-            return
+        """Relations to ``focus_patients`` only (a read, a search naming its patients), or —
+        without focus — to every patient this caller may have a relation with."""
         if self.caller.kind in ("patient", "related-person"):
-            for pid in focus | ({self.caller.patient} if self.caller.patient else set()):
-                self.relations[pid] = await self._own_relation(pid)
-            self._prepared = True
+            for pid in (focus_patients or set()) | ({self.caller.patient} if self.caller.patient else set()):
+                if pid not in self.relations:
+                    self.relations[pid] = await self._own_relation(pid)
             return
         if self.caller.kind != "practitioner":
-            self._prepared = True
             return
-        candidates = set(focus)
-        if not self._prepared:
-            candidates |= await self._candidate_patients()
-            self._closed = {
-                d["_id"] for d in await self.store.find(RECORDS, {"status": "closed"},
-                                                        projection={"_id": 1})
-            }
+        if focus_patients is not None:
+            await self._relate(set(focus_patients) - set(self.relations))
+            return
+        if self._complete:
+            return
+        candidates = await self._candidate_patients()
+        self._closed = {
+            d["_id"] for d in await self.store.find(RECORDS, {"status": "closed"}, projection={"_id": 1})
+        }
         await self._relate(candidates - set(self.relations))
-        self._prepared = True
+        self._complete = True
 
     async def _candidate_patients(self) -> set[str]:
         """Patients this professional may have a relation with: whose GP they are, or whose
@@ -106,12 +106,12 @@ class DmpPolicy:
             return
         ids = sorted(patients)
         docs = {d["_id"]: d for d in await self.store.find(
-            "Patient", {"_id": {"$in": ids}, "_deleted": False})}
+            "Patient", {"_id": _in(ids), "_deleted": False})}
         consents: dict[str, list[dict[str, Any]]] = {}
-        for doc in await self.store.find("Consent", {"_p_patient": {"$in": ids}, "_deleted": False}):
+        for doc in await self.store.find("Consent", {"_p_patient": _in(ids), "_deleted": False}):
             consents.setdefault(doc["_p_patient"], []).append(doc["resource"])
         statuses = {d["_id"]: d.get("status", "open") for d in await self.store.find(
-            RECORDS, {"_id": {"$in": ids}})}
+            RECORDS, {"_id": _in(ids)})}
         for pid in ids:
             if pid not in docs:
                 self.relations[pid] = Relation.NOT_AUTHORISED
@@ -178,14 +178,21 @@ class DmpPolicy:
                 "_p_labels": {"$nin": [MASKED]},
             })
         if self.person:
-            refused = sorted(
-                {p for p, r in self.relations.items() if r not in AUTHOR_KEEPS_ACCESS}
-                | self._closed
-            )
             authored: dict[str, Any] = {"_p_authors": {"$in": sorted(self.person)}}
-            if refused:
-                authored["_p_patient"] = {"$nin": refused}
-            groups.append(authored)
+            if self._complete:
+                refused = sorted(
+                    {p for p, r in self.relations.items() if r not in AUTHOR_KEEPS_ACCESS}
+                    | self._closed
+                )
+                if refused:
+                    authored["_p_patient"] = {"$nin": refused}
+                groups.append(authored)
+            else:
+                # Only patients whose relation is known: an unknown one may have blocked us.
+                allowed = sorted(p for p, r in self.relations.items() if r in AUTHOR_KEEPS_ACCESS)
+                if allowed:
+                    authored["_p_patient"] = _in(allowed)
+                    groups.append(authored)
         if not groups:
             return None
         return groups[0] if len(groups) == 1 else {"$or": groups}
@@ -219,10 +226,9 @@ class DmpPolicy:
             raise Forbidden(f"Only the patient reads their {rtype} resources.")
 
     async def check_focus(self, focus_patients: set[str]) -> None:
-        if self.caller.kind == "internal" or len(focus_patients) != 1:
-            await self.prepare(focus_patients)
-            return
         await self.prepare(focus_patients)
+        if self.caller.kind == "internal" or len(focus_patients) != 1:
+            return
         pid = next(iter(focus_patients))
         relation = self.relations.get(pid, Relation.NOT_AUTHORISED)
         if self.caller.kind in ("patient", "related-person", "practitioner") and not relation.grants_access:

@@ -132,3 +132,22 @@ def parse_matrix(data: Mapping[str, Any]) -> AccessMatrix:
 @cache
 def load_matrix(path: Path = DEFAULT_MATRIX) -> AccessMatrix:
     return parse_matrix(json.loads(path.read_text(encoding="utf-8")))
+
+
+def markdown_table(path: Path = DEFAULT_MATRIX) -> str:
+    """The rules as the README's table (``python -m dmp_fhir.policy.matrix``)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lines = [
+        "| profession | specialty | who | reads | writes |",
+        "|---|---|---|---|---|",
+    ]
+    for rule in data["rules"]:
+        lines.append(
+            f"| {rule['profession']} | {rule.get('specialty') or 'any'} | {rule.get('display', '')} "
+            f"| {', '.join(rule['read'])} | {', '.join(rule['write'])} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown_table())
