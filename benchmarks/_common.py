@@ -67,8 +67,10 @@ class Stats:
         return statistics.fmean(self.samples) * 1000
 
     def line(self, label: str) -> str:
-        return (f"{label:<44} p50 {self.pct(50):8.2f} ms  p95 {self.pct(95):8.2f} ms  "
-                f"p99 {self.pct(99):8.2f} ms  (n={len(self.samples)})")
+        return (
+            f"{label:<44} p50 {self.pct(50):8.2f} ms  p95 {self.pct(95):8.2f} ms  "
+            f"p99 {self.pct(99):8.2f} ms  (n={len(self.samples)})"
+        )
 
 
 async def measure(fn: Callable[[int], Awaitable[object]], n: int, warmup: int = 3) -> Stats:

@@ -23,31 +23,42 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BASE, Stats, database_url, measure  # noqa: E402
-from search import TYPES, load, stored  # noqa: E402
+from _common import BASE, Stats, database_url, measure
+from search import TYPES, load, stored
 
-from dmp_fhir.app import create_app  # noqa: E402
-from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token  # noqa: E402
-from dmp_fhir.config import Settings  # noqa: E402
-from dmp_fhir.policy.access import OpenAccess  # noqa: E402
-from dmp_fhir.storage import Database  # noqa: E402
+from dmp_fhir.app import create_app
+from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
+from dmp_fhir.config import Settings
+from dmp_fhir.policy.access import OpenAccess
+from dmp_fhir.storage import Database
 
 
 def consent(pid: int) -> dict[str, Any]:
     return {
-        "resourceType": "Consent", "id": f"c{pid}", "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                              "code": "patient-privacy"}]},
+        "resourceType": "Consent",
+        "id": f"c{pid}",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+            ]
+        },
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": f"Patient/p{pid}"},
-        "provision": {"type": "permit", "actor": [
-            {"reference": {"reference": "Practitioner/cardio"}},
-            {"reference": {"reference": "Practitioner/kine"}}]},
+        "provision": {
+            "type": "permit",
+            "actor": [
+                {"reference": {"reference": "Practitioner/cardio"}},
+                {"reference": {"reference": "Practitioner/kine"}},
+            ],
+        },
     }
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=200)
@@ -55,23 +66,36 @@ async def main() -> None:
     with database_url() as (url, engine):
         n = args.n or (100_000 if os.environ.get("MONGODB_URL") else 20_000)
         key_file = Path(f"/tmp/dmp-bench-key-{uuid.uuid4().hex[:6]}.json")
-        settings = Settings.model_validate({
-            "mongodb_url": url, "db": f"bench_{uuid.uuid4().hex[:8]}", "base_url": BASE,
-            "dev_mode": True, "dev_key_file": key_file})
+        settings = Settings.model_validate(
+            {
+                "mongodb_url": url,
+                "db": f"bench_{uuid.uuid4().hex[:8]}",
+                "base_url": BASE,
+                "dev_mode": True,
+                "dev_key_file": key_file,
+            }
+        )
         database = Database(url, settings.db)
         guarded = create_app(settings, database)
         open_app = create_app(settings, database, access=OpenAccess())
         async with guarded.router.lifespan_context(guarded), open_app.router.lifespan_context(open_app):
-            print(f"engine: {engine} ({database.engine.name}); {n} DocumentReferences, "
-                  f"{args.patients} patients, 1 consent each")
+            print(
+                f"engine: {engine} ({database.engine.name}); {n} DocumentReferences, "
+                f"{args.patients} patients, 1 consent each"
+            )
             await load(database.db, n, args.patients, settings.base_url)
             await database.db["Consent"].insert_many(
-                [await stored("Consent", consent(p), settings.base_url) for p in range(args.patients)])
+                [await stored("Consent", consent(p), settings.base_url) for p in range(args.patients)]
+            )
             key = load_or_create_dev_key(key_file)
 
             def token(claims: dict[str, Any]) -> dict[str, str]:
-                jwt = mint_token({**claims, "scope": "user/*.cruds"}, key=key,
-                                 issuer=settings.issuer, audience=settings.token_audience)
+                jwt = mint_token(
+                    {**claims, "scope": "user/*.cruds"},
+                    key=key,
+                    issuer=settings.issuer,
+                    audience=settings.token_audience,
+                )
                 return {"Authorization": f"Bearer {jwt}"}
 
             rng = random.Random(7)
@@ -87,28 +111,45 @@ async def main() -> None:
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
 
-                    async def query(i: int, who: str | None = who, client: httpx.AsyncClient = client) -> None:
+                    async def query(
+                        i: int, who: str | None = who, client: httpx.AsyncClient = client
+                    ) -> None:
                         p, code = picks[i]
                         headers: dict[str, str] = {}
                         if who == "gp":
-                            headers = token({"fhirUser": f"Practitioner/gp{p % 20}", "profession": "10",
-                                             "specialty": "SM54"})
+                            headers = token(
+                                {
+                                    "fhirUser": f"Practitioner/gp{p % 20}",
+                                    "profession": "10",
+                                    "specialty": "SM54",
+                                }
+                            )
                         elif who == "cardio":
-                            headers = token({"fhirUser": "Practitioner/cardio", "profession": "10",
-                                             "specialty": "SM04"})
+                            headers = token(
+                                {"fhirUser": "Practitioner/cardio", "profession": "10", "specialty": "SM04"}
+                            )
                         elif who == "kine":
                             headers = token({"fhirUser": "Practitioner/kine", "profession": "70"})
-                        r = await client.get("/DocumentReference", headers=headers, params={
-                            "patient": f"Patient/p{p}", "status": "current",
-                            "type": f"http://loinc.org|{code}", "date": "ge2021-01-01"})
+                        r = await client.get(
+                            "/DocumentReference",
+                            headers=headers,
+                            params={
+                                "patient": f"Patient/p{p}",
+                                "status": "current",
+                                "type": f"http://loinc.org|{code}",
+                                "date": "ge2021-01-01",
+                            },
+                        )
                         assert r.status_code == 200, r.text
 
                     results[label] = await measure(query, args.queries)
             reference = results["no policy (reference)"]
             for label, stats in results.items():
                 print(stats.line(label))
-                print(f"{'':<44} ratio to no policy p50 {stats.pct(50) / reference.pct(50):.2f}x  "
-                      f"p95 {stats.pct(95) / reference.pct(95):.2f}x")
+                print(
+                    f"{'':<44} ratio to no policy p50 {stats.pct(50) / reference.pct(50):.2f}x  "
+                    f"p95 {stats.pct(95) / reference.pct(95):.2f}x"
+                )
         await database.client.drop_database(settings.db)
         await database.close()
         key_file.unlink(missing_ok=True)

@@ -44,7 +44,16 @@ def practitioner_role(practitioner_id: str, organization_id: str) -> dict[str, A
         "resourceType": "PractitionerRole",
         "practitioner": {"reference": f"Practitioner/{practitioner_id}"},
         "organization": {"reference": f"Organization/{organization_id}"},
-        "code": [{"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante", "code": "10"}]}],
+        "code": [
+            {
+                "coding": [
+                    {
+                        "system": "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante",
+                        "code": "10",
+                    }
+                ]
+            }
+        ],
     }
 
 
@@ -64,10 +73,21 @@ def document_reference(
         "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.250.1.999.1.1"},
         "status": "current",
         "type": {"coding": [{"system": LOINC, "code": type_code, "display": "Note de consultation"}]},
-        "category": [{"coding": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument", "code": "10"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument",
+                        "code": "10",
+                    }
+                ]
+            }
+        ],
         "subject": {"reference": f"Patient/{patient_id}"},
         "date": "2024-03-05T10:00:00+01:00",
-        "securityLabel": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]}],
+        "securityLabel": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]}
+        ],
         "content": [
             {
                 "attachment": {
@@ -88,7 +108,14 @@ def list_submission_set(patient_id: str, doc_id: str) -> dict[str, Any]:
         "resourceType": "List",
         "status": "current",
         "mode": "working",
-        "code": {"coding": [{"system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes", "code": "submissionset"}]},
+        "code": {
+            "coding": [
+                {
+                    "system": "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes",
+                    "code": "submissionset",
+                }
+            ]
+        },
         "subject": {"reference": f"Patient/{patient_id}"},
         "date": "2024-03-05T10:00:00+01:00",
         "entry": [{"item": {"reference": f"DocumentReference/{doc_id}"}}],
@@ -99,16 +126,29 @@ def consent(patient_id: str, practitioner_id: str) -> dict[str, Any]:
     return {
         "resourceType": "Consent",
         "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "scope": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+            ]
+        },
         "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
         "patient": {"reference": f"Patient/{patient_id}"},
         "dateTime": "2024-01-10T08:00:00+01:00",
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "policyRule": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]
+        },
         "provision": {
             "type": "permit",
             "actor": [
                 {
-                    "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRCP"}]},
+                    "role": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "PRCP",
+                            }
+                        ]
+                    },
                     "reference": {"reference": f"Practitioner/{practitioner_id}"},
                 }
             ],

@@ -26,32 +26,84 @@ BASE = "http://testserver/fhir"
 
 #: The sample professionals: (Practitioner id, profession, specialty, organization, extra claims)
 PROFESSIONALS: dict[str, dict[str, Any]] = {
-    "gp_martin": {"fhirUser": "Practitioner/pra-gp-martin", "profession": "10", "specialty": "SM54",
-                  "organization": "Organization/org-msp-aure", "rpps": "19999999001"},
-    "gp_nguyen": {"fhirUser": "Practitioner/pra-gp-nguyen", "profession": "10", "specialty": "SM54",
-                  "organization": "Organization/org-msp-aure"},
-    "gp_benali": {"fhirUser": "Practitioner/pra-gp-benali", "profession": "10", "specialty": "SM54",
-                  "organization": "Organization/org-msp-aure"},
-    "cardio": {"fhirUser": "Practitioner/pra-cardio-roux", "profession": "10", "specialty": "SM04",
-               "organization": "Organization/org-chu-bellerive"},
-    "psy": {"fhirUser": "Practitioner/pra-psy-garnier", "profession": "10", "specialty": "SM42",
-            "organization": "Organization/org-chu-bellerive"},
-    "onco": {"fhirUser": "Practitioner/pra-onco-lambert", "profession": "10", "specialty": "SM36",
-             "organization": "Organization/org-chu-bellerive"},
-    "radio": {"fhirUser": "Practitioner/pra-radio-perrin", "profession": "10", "specialty": "SM44",
-              "organization": "Organization/org-imagerie-tilleuls"},
-    "urgences": {"fhirUser": "Practitioner/pra-urg-moreau", "profession": "10", "specialty": "SM59",
-                 "organization": "Organization/org-chu-urgences", "care_setting": "ER"},
-    "samu": {"fhirUser": "Practitioner/pra-samu-faure", "profession": "10", "specialty": "SM59",
-             "organization": "Organization/org-samu-99", "care_setting": "SAMU_SMUR"},
-    "mdt": {"fhirUser": "Practitioner/pra-mdt-dubois", "profession": "10", "specialty": "SM25",
-            "organization": "Organization/org-spst-aure"},
-    "kine": {"fhirUser": "Practitioner/pra-kine-girard", "profession": "70",
-             "organization": "Organization/org-cabinet-kine-pont"},
-    "pharma": {"fhirUser": "Practitioner/pra-pharm-lemoine", "profession": "21",
-               "organization": "Organization/org-pharmacie-halles"},
-    "sf": {"fhirUser": "Practitioner/pra-sf-rousseau", "profession": "50",
-           "organization": "Organization/org-cabinet-sf-aure"},
+    "gp_martin": {
+        "fhirUser": "Practitioner/pra-gp-martin",
+        "profession": "10",
+        "specialty": "SM54",
+        "organization": "Organization/org-msp-aure",
+        "rpps": "19999999001",
+    },
+    "gp_nguyen": {
+        "fhirUser": "Practitioner/pra-gp-nguyen",
+        "profession": "10",
+        "specialty": "SM54",
+        "organization": "Organization/org-msp-aure",
+    },
+    "gp_benali": {
+        "fhirUser": "Practitioner/pra-gp-benali",
+        "profession": "10",
+        "specialty": "SM54",
+        "organization": "Organization/org-msp-aure",
+    },
+    "cardio": {
+        "fhirUser": "Practitioner/pra-cardio-roux",
+        "profession": "10",
+        "specialty": "SM04",
+        "organization": "Organization/org-chu-bellerive",
+    },
+    "psy": {
+        "fhirUser": "Practitioner/pra-psy-garnier",
+        "profession": "10",
+        "specialty": "SM42",
+        "organization": "Organization/org-chu-bellerive",
+    },
+    "onco": {
+        "fhirUser": "Practitioner/pra-onco-lambert",
+        "profession": "10",
+        "specialty": "SM36",
+        "organization": "Organization/org-chu-bellerive",
+    },
+    "radio": {
+        "fhirUser": "Practitioner/pra-radio-perrin",
+        "profession": "10",
+        "specialty": "SM44",
+        "organization": "Organization/org-imagerie-tilleuls",
+    },
+    "urgences": {
+        "fhirUser": "Practitioner/pra-urg-moreau",
+        "profession": "10",
+        "specialty": "SM59",
+        "organization": "Organization/org-chu-urgences",
+        "care_setting": "ER",
+    },
+    "samu": {
+        "fhirUser": "Practitioner/pra-samu-faure",
+        "profession": "10",
+        "specialty": "SM59",
+        "organization": "Organization/org-samu-99",
+        "care_setting": "SAMU_SMUR",
+    },
+    "mdt": {
+        "fhirUser": "Practitioner/pra-mdt-dubois",
+        "profession": "10",
+        "specialty": "SM25",
+        "organization": "Organization/org-spst-aure",
+    },
+    "kine": {
+        "fhirUser": "Practitioner/pra-kine-girard",
+        "profession": "70",
+        "organization": "Organization/org-cabinet-kine-pont",
+    },
+    "pharma": {
+        "fhirUser": "Practitioner/pra-pharm-lemoine",
+        "profession": "21",
+        "organization": "Organization/org-pharmacie-halles",
+    },
+    "sf": {
+        "fhirUser": "Practitioner/pra-sf-rousseau",
+        "profession": "50",
+        "organization": "Organization/org-cabinet-sf-aure",
+    },
 }
 
 
@@ -69,11 +121,15 @@ class PolicyEnv:
             claims["scope"] = scope
         elif "scope" not in claims:
             user = str(claims.get("fhirUser", ""))
-            prefix = "patient" if user.startswith(("Patient/", "RelatedPerson/")) else (
-                "user" if user else "system")
+            prefix = (
+                "patient"
+                if user.startswith(("Patient/", "RelatedPerson/"))
+                else ("user" if user else "system")
+            )
             claims["scope"] = f"{prefix}/*.cruds"
-        return mint_token(claims, key=self.key, issuer=self.settings.issuer,
-                          audience=self.settings.token_audience)
+        return mint_token(
+            claims, key=self.key, issuer=self.settings.issuer, audience=self.settings.token_audience
+        )
 
     def headers(self, who: str | dict[str, Any], **extra: Any) -> dict[str, str]:
         claims = dict(PROFESSIONALS[who]) if isinstance(who, str) else dict(who)
@@ -90,24 +146,30 @@ class PolicyEnv:
         return self.headers({"client_id": client_id})
 
     async def internal_repository(self) -> Repository:
-        return Repository(ResourceStore(self.database), self.settings,
-                          Unrestricted(system_caller("tests")), load_matrix())
+        return Repository(
+            ResourceStore(self.database), self.settings, Unrestricted(system_caller("tests")), load_matrix()
+        )
 
 
 async def policy_env(mongodb_url: str, tmp: Path) -> AsyncIterator[PolicyEnv]:
-    settings = Settings.model_validate({
-        "mongodb_url": mongodb_url, "db": f"test_{uuid.uuid4().hex[:12]}", "base_url": BASE,
-        "dev_mode": True, "dev_key_file": tmp / "dev-key.json",
-    })
+    settings = Settings.model_validate(
+        {
+            "mongodb_url": mongodb_url,
+            "db": f"test_{uuid.uuid4().hex[:12]}",
+            "base_url": BASE,
+            "dev_mode": True,
+            "dev_key_file": tmp / "dev-key.json",
+        }
+    )
     database = Database(mongodb_url, settings.db)
     app = create_app(settings, database)
     async with app.router.lifespan_context(app):
-        env_repo = Repository(ResourceStore(database), settings,
-                              Unrestricted(system_caller("tests")), load_matrix())
+        env_repo = Repository(
+            ResourceStore(database), settings, Unrestricted(system_caller("tests")), load_matrix()
+        )
         await load_paths(env_repo, [SAMPLES])
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-            yield PolicyEnv(app, client, database, settings,
-                            load_or_create_dev_key(settings.dev_key_file))
+            yield PolicyEnv(app, client, database, settings, load_or_create_dev_key(settings.dev_key_file))
     await database.client.drop_database(settings.db)
     await database.close()

@@ -27,8 +27,11 @@ async def env(mongodb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
 
 async def doc_ids(env: PolicyEnv, headers: dict[str, str], patient: str, **params: str) -> set[str]:
     """Ids a caller finds with an MHD search on one patient (and checks that total agrees)."""
-    response = await env.client.get("/DocumentReference", headers=headers, params={
-        "patient": patient, "_total": "accurate", "_count": "100", **params})
+    response = await env.client.get(
+        "/DocumentReference",
+        headers=headers,
+        params={"patient": patient, "_total": "accurate", "_count": "100", **params},
+    )
     assert response.status_code == 200, response.text
     bundle = response.json()
     ids = {e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"}
@@ -90,8 +93,11 @@ async def test_physiotherapist_sees_only_the_matrix_types(env: PolicyEnv) -> Non
 
 async def test_consent_to_an_organisation_authorises_its_physicians_but_masking_holds(env: PolicyEnv) -> None:
     cardio = env.headers("cardio")  # CHU physician; pat-002 permits the CHU
-    assert await doc_ids(env, cardio, "pat-002") == {"doc-002-presc-kine", "doc-002-irm",
-                                                     "doc-002-kine-bilan"}
+    assert await doc_ids(env, cardio, "pat-002") == {
+        "doc-002-presc-kine",
+        "doc-002-irm",
+        "doc-002-kine-bilan",
+    }
     assert await status_of(env, cardio, "/DocumentReference/doc-002-psy") == 404
 
 
@@ -108,8 +114,9 @@ async def test_author_without_consent_sees_only_their_own_documents(env: PolicyE
 
 async def test_not_authorised_professional_gets_403(env: PolicyEnv) -> None:
     pharma = env.headers("pharma")  # only pat-004 permits the pharmacy
-    response = await env.client.get("/DocumentReference", headers=env.headers("kine"),
-                                    params={"patient": "pat-001", "status": "current"})
+    response = await env.client.get(
+        "/DocumentReference", headers=env.headers("kine"), params={"patient": "pat-001", "status": "current"}
+    )
     assert response.status_code == 403
     assert response.json()["issue"][0]["code"] == "forbidden"
     assert await status_of(env, pharma, "/Patient/pat-001") == 403
@@ -129,8 +136,9 @@ async def test_excluded_actors_never_access(env: PolicyEnv) -> None:
     assert await status_of(env, employer_doctor, "/DocumentReference/doc-001-ldl") == 403
     insurer = env.headers("cardio", organization_sector="SA24")
     assert await status_of(env, insurer, "/Patient/pat-001") == 403
-    response = await env.client.get("/DocumentReference", headers=insurer,
-                                    params={"patient": "pat-001", "status": "current"})
+    response = await env.client.get(
+        "/DocumentReference", headers=insurer, params={"patient": "pat-001", "status": "current"}
+    )
     assert response.status_code == 403
 
 
@@ -149,8 +157,7 @@ async def test_break_glass_in_an_emergency_setting(env: PolicyEnv) -> None:
     plain = env.headers("urgences")
     assert await status_of(env, plain, "/DocumentReference/doc-002-irm") == 403
     glass = env.headers("urgences", purpose_of_use="ETREAT")
-    assert await doc_ids(env, glass, "pat-002") == {"doc-002-presc-kine", "doc-002-irm",
-                                                    "doc-002-kine-bilan"}
+    assert await doc_ids(env, glass, "pat-002") == {"doc-002-presc-kine", "doc-002-irm", "doc-002-kine-bilan"}
     assert await status_of(env, glass, "/DocumentReference/doc-002-psy") == 404, "masked stays hidden"
     btg = env.headers("samu", purpose_of_use="BTG")
     assert await status_of(env, btg, "/Patient/pat-002") == 200
@@ -180,12 +187,14 @@ async def test_patient_cannot_see_another_patients_record(env: PolicyEnv) -> Non
     me = env.patient("pat-003")
     assert await status_of(env, me, "/Patient/pat-002") == 403
     assert await status_of(env, me, "/DocumentReference/doc-002-irm") == 403
-    response = await env.client.get("/DocumentReference", headers=me,
-                                    params={"patient": "pat-002", "status": "current"})
+    response = await env.client.get(
+        "/DocumentReference", headers=me, params={"patient": "pat-002", "status": "current"}
+    )
     assert response.status_code == 403
     everything = await env.client.get("/DocumentReference", headers=me, params={"_count": "100"})
     assert {e["resource"]["subject"]["reference"] for e in everything.json().get("entry", [])} == {
-        "Patient/pat-003"}
+        "Patient/pat-003"
+    }
 
 
 async def test_legal_representative_does_not_see_hidden_documents(env: PolicyEnv) -> None:
@@ -201,16 +210,23 @@ async def test_legal_representative_does_not_see_hidden_documents(env: PolicyEnv
 
 async def test_include_and_revinclude_never_carry_hidden_documents(env: PolicyEnv) -> None:
     kine = env.headers("kine")
-    response = await env.client.get("/Patient", headers=kine, params={
-        "_id": "pat-002", "_revinclude": "DocumentReference:subject"})
+    response = await env.client.get(
+        "/Patient", headers=kine, params={"_id": "pat-002", "_revinclude": "DocumentReference:subject"}
+    )
     assert response.status_code == 200
     found = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in response.json()["entry"]}
-    assert found == {("Patient", "pat-002"), ("DocumentReference", "doc-002-presc-kine"),
-                     ("DocumentReference", "doc-002-kine-bilan")}
+    assert found == {
+        ("Patient", "pat-002"),
+        ("DocumentReference", "doc-002-presc-kine"),
+        ("DocumentReference", "doc-002-kine-bilan"),
+    }
     lists = await env.client.get("/List", headers=kine, params={"patient": "pat-002"})
     assert lists.status_code == 200
-    included = await env.client.get("/DocumentReference", headers=env.headers("cardio"), params={
-        "patient": "pat-002", "_include": "DocumentReference:subject"})
+    included = await env.client.get(
+        "/DocumentReference",
+        headers=env.headers("cardio"),
+        params={"patient": "pat-002", "_include": "DocumentReference:subject"},
+    )
     kinds = {e["resource"]["resourceType"] for e in included.json()["entry"]}
     assert kinds == {"DocumentReference", "Patient"}
 
@@ -246,8 +262,10 @@ async def test_professionals_never_read_consents_or_the_audit_trail(env: PolicyE
     response = await env.client.get("/AuditEvent", headers=gp, params={"patient": "pat-002"})
     assert response.status_code == 200 and not response.json().get("entry")
     mine = await env.client.get("/Consent", headers=env.patient("pat-002"), params={"patient": "pat-002"})
-    assert {e["resource"]["id"] for e in mine.json()["entry"]} == {"consent-002-permit-chu",
-                                                                    "consent-002-permit-kine"}
+    assert {e["resource"]["id"] for e in mine.json()["entry"]} == {
+        "consent-002-permit-chu",
+        "consent-002-permit-kine",
+    }
 
 
 async def test_directory_is_readable_by_any_authenticated_caller(env: PolicyEnv) -> None:
@@ -265,15 +283,23 @@ async def test_system_clients_read_no_patient_data(env: PolicyEnv) -> None:
 
 async def test_unfocused_search_is_filtered_in_the_query(env: PolicyEnv) -> None:
     """Without a patient, a professional finds exactly what the rules let them see."""
-    response = await env.client.get("/DocumentReference", headers=env.headers("kine"),
-                                    params={"_total": "accurate", "_count": "3"})
+    response = await env.client.get(
+        "/DocumentReference", headers=env.headers("kine"), params={"_total": "accurate", "_count": "3"}
+    )
     bundle = response.json()
     assert bundle["total"] == 2
     ids = {e["resource"]["id"] for e in bundle["entry"]}
     assert ids == {"doc-002-presc-kine", "doc-002-kine-bilan"}
     patients = await env.client.get("/Patient", headers=env.headers("gp_benali"), params={"_count": "100"})
     assert {e["resource"]["id"] for e in patients.json()["entry"]} == {
-        "pat-003", "pat-006", "pat-009", "pat-012", "pat-015", "pat-018", "pat-020"}
+        "pat-003",
+        "pat-006",
+        "pat-009",
+        "pat-012",
+        "pat-015",
+        "pat-018",
+        "pat-020",
+    }
 
 
 async def test_scopes_narrow_what_a_token_may_do(env: PolicyEnv) -> None:

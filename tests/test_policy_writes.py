@@ -15,7 +15,9 @@ from .policy_env import PolicyEnv, policy_env
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-VISIBILITY = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+VISIBILITY = (
+    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+)
 TRE_A05 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
 LOINC = "http://loinc.org"
 JSON = {"Content-Type": "application/fhir+json"}
@@ -27,11 +29,13 @@ async def env(mongodb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
         yield e
 
 
-def document(pid: str, type_code: str, author: str, *, system: str = LOINC,
-             labels: tuple[str, ...] = ()) -> dict[str, Any]:
+def document(
+    pid: str, type_code: str, author: str, *, system: str = LOINC, labels: tuple[str, ...] = ()
+) -> dict[str, Any]:
     content = f"document {type_code} for {pid}".encode()
-    security = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
-                             "code": "N"}]}]
+    security = [
+        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]}
+    ]
     security += [{"coding": [{"system": VISIBILITY, "code": code}]} for code in labels]
     return {
         "resourceType": "DocumentReference",
@@ -41,27 +45,36 @@ def document(pid: str, type_code: str, author: str, *, system: str = LOINC,
         "date": "2025-01-10T10:00:00+01:00",
         "author": [{"reference": author}],
         "securityLabel": security,
-        "content": [{"attachment": {
-            "contentType": "text/plain", "data": base64.b64encode(content).decode(),
-            "size": len(content), "hash": base64.b64encode(hashlib.sha1(content).digest()).decode(),
-        }}],
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/plain",
+                    "data": base64.b64encode(content).decode(),
+                    "size": len(content),
+                    "hash": base64.b64encode(hashlib.sha1(content).digest()).decode(),
+                }
+            }
+        ],
     }
 
 
 async def post(env: PolicyEnv, headers: dict[str, str], resource: dict[str, Any]) -> Any:
-    return await env.client.post(f"/{resource['resourceType']}", json=resource,
-                                 headers={**headers, **JSON})
+    return await env.client.post(f"/{resource['resourceType']}", json=resource, headers={**headers, **JSON})
 
 
-async def relabel(env: PolicyEnv, headers: dict[str, str], doc_id: str, read_as: dict[str, str],
-                  add: tuple[str, ...] = (), remove: tuple[str, ...] = ()) -> int:
+async def relabel(
+    env: PolicyEnv,
+    headers: dict[str, str],
+    doc_id: str,
+    read_as: dict[str, str],
+    add: tuple[str, ...] = (),
+    remove: tuple[str, ...] = (),
+) -> int:
     current = (await env.client.get(f"/DocumentReference/{doc_id}", headers=read_as)).json()
-    labels = [c for c in current["securityLabel"]
-              if c["coding"][0]["code"] not in remove]
+    labels = [c for c in current["securityLabel"] if c["coding"][0]["code"] not in remove]
     labels += [{"coding": [{"system": VISIBILITY, "code": code}]} for code in add]
     current["securityLabel"] = labels
-    response = await env.client.put(f"/DocumentReference/{doc_id}", json=current,
-                                    headers={**headers, **JSON})
+    response = await env.client.put(f"/DocumentReference/{doc_id}", json=current, headers={**headers, **JSON})
     return response.status_code
 
 
@@ -113,8 +126,10 @@ async def test_patient_cannot_edit_a_professionals_document(env: PolicyEnv) -> N
 async def test_author_lifts_invisibility_after_the_announcement(env: PolicyEnv) -> None:
     onco, me = env.headers("onco"), env.patient("pat-003")
     assert await status(env, me, "/DocumentReference/doc-003-rcp") == 404
-    assert await relabel(env, env.headers("gp_benali"), "doc-003-rcp", onco,
-                         remove=("INVISIBLE_PATIENT",)) == 403
+    assert (
+        await relabel(env, env.headers("gp_benali"), "doc-003-rcp", onco, remove=("INVISIBLE_PATIENT",))
+        == 403
+    )
     assert await relabel(env, onco, "doc-003-rcp", onco, remove=("INVISIBLE_PATIENT",)) == 200
     assert await status(env, me, "/DocumentReference/doc-003-rcp") == 200
     assert await relabel(env, onco, "doc-003-rcp", onco, add=("INVISIBLE_PATIENT",)) == 403
@@ -122,13 +137,19 @@ async def test_author_lifts_invisibility_after_the_announcement(env: PolicyEnv) 
 
 async def test_author_may_hide_a_new_document_from_the_patient(env: PolicyEnv) -> None:
     onco = env.headers("onco")
-    created = await post(env, onco, document("pat-003", "34794-8", "Practitioner/pra-onco-lambert",
-                                             labels=("INVISIBLE_PATIENT",)))
+    created = await post(
+        env,
+        onco,
+        document("pat-003", "34794-8", "Practitioner/pra-onco-lambert", labels=("INVISIBLE_PATIENT",)),
+    )
     assert created.status_code == 201, created.text
     doc_id = created.json()["id"]
     assert await status(env, env.patient("pat-003"), f"/DocumentReference/{doc_id}") == 404
-    not_author = await post(env, onco, document("pat-003", "34794-8", "Practitioner/pra-cardio-roux",
-                                                labels=("INVISIBLE_PATIENT",)))
+    not_author = await post(
+        env,
+        onco,
+        document("pat-003", "34794-8", "Practitioner/pra-cardio-roux", labels=("INVISIBLE_PATIENT",)),
+    )
     assert not_author.status_code == 403
 
 
@@ -136,17 +157,34 @@ async def test_consents_are_the_patients_own(env: PolicyEnv) -> None:
     pharma = env.headers("pharma")
     assert await status(env, pharma, "/Patient/pat-001") == 403
     consent = {
-        "resourceType": "Consent", "status": "active",
-        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                              "code": "patient-privacy"}]},
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+            ]
+        },
         "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
         "patient": {"reference": "Patient/pat-001"},
-        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                                   "code": "OPTIN"}]},
-        "provision": {"type": "permit", "actor": [{
-            "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                                 "code": "PRCP"}]},
-            "reference": {"reference": "Organization/org-pharmacie-halles"}}]},
+        "policyRule": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]
+        },
+        "provision": {
+            "type": "permit",
+            "actor": [
+                {
+                    "role": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "PRCP",
+                            }
+                        ]
+                    },
+                    "reference": {"reference": "Organization/org-pharmacie-halles"},
+                }
+            ],
+        },
     }
     assert (await post(env, pharma, consent)).status_code == 403
     assert (await post(env, env.patient("pat-004"), consent)).status_code == 403
@@ -156,8 +194,9 @@ async def test_consents_are_the_patients_own(env: PolicyEnv) -> None:
     assert await status(env, pharma, "/DocumentReference/doc-001-ordo") == 200
     assert await status(env, pharma, "/DocumentReference/doc-001-bio") == 404, "matrix: no lab results"
     revoked = {**created.json(), "status": "inactive"}
-    response = await env.client.put(f"/Consent/{revoked['id']}", json=revoked,
-                                    headers={**env.patient("pat-001"), **JSON})
+    response = await env.client.put(
+        f"/Consent/{revoked['id']}", json=revoked, headers={**env.patient("pat-001"), **JSON}
+    )
     assert response.status_code == 200
     assert await status(env, pharma, "/Patient/pat-001") == 403
 
@@ -167,8 +206,9 @@ async def test_closed_record_refuses_professionals_not_the_patient(env: PolicyEn
     gp = env.headers("gp_nguyen")
     try:
         assert await status(env, gp, "/DocumentReference/doc-005-certif") == 403
-        response = await env.client.get("/DocumentReference", headers=gp,
-                                        params={"patient": "pat-005", "status": "current"})
+        response = await env.client.get(
+            "/DocumentReference", headers=gp, params={"patient": "pat-005", "status": "current"}
+        )
         assert response.status_code == 403
         written = await post(env, gp, document("pat-005", "11488-4", "Practitioner/pra-gp-nguyen"))
         assert written.status_code == 403

@@ -40,8 +40,10 @@ async def test_concurrent_if_match_lets_exactly_one_win(client: httpx.AsyncClien
     pid = created["id"]
     headers = {**JSON, "If-Match": 'W/"1"'}
     responses = await asyncio.gather(
-        *(client.put(f"/Patient/{pid}", json={**created, "gender": "male"}, headers=headers)
-          for _ in range(10))
+        *(
+            client.put(f"/Patient/{pid}", json={**created, "gender": "male"}, headers=headers)
+            for _ in range(10)
+        )
     )
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(200) == 1

@@ -116,7 +116,9 @@ async def test_if_match_optimistic_locking(client: httpx.AsyncClient) -> None:
     stale = await client.put(f"/Patient/{pid}", json=pat, headers={**JSON, "If-Match": 'W/"7"'})
     assert stale.status_code == 412
     assert stale.json()["issue"][0]["code"] == "conflict"
-    ok = await client.put(f"/Patient/{pid}", json={**pat, "active": True}, headers={**JSON, "If-Match": 'W/"1"'})
+    ok = await client.put(
+        f"/Patient/{pid}", json={**pat, "active": True}, headers={**JSON, "If-Match": 'W/"1"'}
+    )
     assert ok.status_code == 200
     assert ok.json()["meta"]["versionId"] == "2"
     garbage = await client.put(f"/Patient/{pid}", json=pat, headers={**JSON, "If-Match": "nonsense"})

@@ -103,10 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--host", help="listen address (default: DMP_FHIR_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: DMP_FHIR_PORT or 8080)")
-    serve.add_argument("--load", type=Path, nargs="*", default=[], metavar="PATH",
-                       help="load these bundles/NDJSON files first (idempotent)")
-    serve.add_argument("--ephemeral", action="store_true",
-                       help="with the embedded database: start from empty data, keep nothing")
+    serve.add_argument(
+        "--load",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="load these bundles/NDJSON files first (idempotent)",
+    )
+    serve.add_argument(
+        "--ephemeral",
+        action="store_true",
+        help="with the embedded database: start from empty data, keep nothing",
+    )
     serve.set_defaults(func=cmd_serve)
 
     load = sub.add_parser("load", help="load bundles or NDJSON files (idempotent)")

@@ -1,19 +1,19 @@
 """One error hierarchy, turned into an OperationOutcome in one place (``rest.errors``).
 
-    FhirError                     status  issue.code
-    ├── BadRequest                400     invalid / structure / value
-    ├── Unauthorized              401     login
-    ├── Forbidden                 403     forbidden
-    ├── NotFound                  404     not-found
-    ├── MethodNotAllowed          405     not-supported
-    ├── NotAcceptable             406     not-supported
-    ├── Conflict                  409     conflict / duplicate
-    ├── Gone                      410     deleted
-    ├── PreconditionFailed        412     conflict
-    ├── PayloadTooLarge           413     too-costly
-    ├── UnsupportedMediaType      415     not-supported
-    ├── Unprocessable             422     invalid / processing / required ...
-    └── NotImplementedFeature     501     not-supported
+FhirError                     status  issue.code
+├── BadRequest                400     invalid / structure / value
+├── Unauthorized              401     login
+├── Forbidden                 403     forbidden
+├── NotFound                  404     not-found
+├── MethodNotAllowed          405     not-supported
+├── NotAcceptable             406     not-supported
+├── Conflict                  409     conflict / duplicate
+├── Gone                      410     deleted
+├── PreconditionFailed        412     conflict
+├── PayloadTooLarge           413     too-costly
+├── UnsupportedMediaType      415     not-supported
+├── Unprocessable             422     invalid / processing / required ...
+└── NotImplementedFeature     501     not-supported
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from urllib.parse import parse_qsl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 from .config import Settings
 from .errors import BadRequest, Gone, MethodNotAllowed, NotFound, PreconditionFailed
@@ -38,7 +38,7 @@ def parse_etag(value: str | None) -> int | None:
         return None
     match = _ETAG.match(value)
     if not match:
-        raise PreconditionFailed(f"Unreadable If-Match value {value!r}; expected W/\"<version>\".")
+        raise PreconditionFailed(f'Unreadable If-Match value {value!r}; expected W/"<version>".')
     return int(match.group(1))
 
 
@@ -117,7 +117,10 @@ class Repository:
             return True
         history = "/" in str(doc["_id"])
         found = await self.store.find(
-            rtype, merge({"_id": doc["_id"]}, scope), limit=1, history=history,
+            rtype,
+            merge({"_id": doc["_id"]}, scope),
+            limit=1,
+            history=history,
             projection={"_id": 1},
         )
         return bool(found)
@@ -151,18 +154,22 @@ class Repository:
         for key, value in params:
             name = key.split(":")[0]
             values = [v for v in value.split(",") if v]
-            if (name in ("patient", "subject") and "." not in key) or (
-                rtype == "Patient" and name == "_id"
-            ):
+            if (name in ("patient", "subject") and "." not in key) or (rtype == "Patient" and name == "_id"):
                 for v in values:
                     tail = v.split("/_history/")[0].rstrip("/").split("/")
                     if len(tail) == 1 or tail[-2] == "Patient":
                         focus.add(tail[-1])
-            elif key in ("patient.identifier", "subject.identifier", "patient:Patient.identifier",
-                         "subject:Patient.identifier") or (rtype == "Patient" and name == "identifier"):
+            elif key in (
+                "patient.identifier",
+                "subject.identifier",
+                "patient:Patient.identifier",
+                "subject:Patient.identifier",
+            ) or (rtype == "Patient" and name == "identifier"):
                 for v in values:
                     docs = await self.store.find(
-                        "Patient", {"_s_identifier": v, "_deleted": False}, projection={"_id": 1},
+                        "Patient",
+                        {"_s_identifier": v, "_deleted": False},
+                        projection={"_id": 1},
                         limit=50,
                     )
                     focus.update(d["_id"] for d in docs)
@@ -213,8 +220,8 @@ class Repository:
         doc = await self.store.read_doc(rtype.name, {"_id": check_id(rid)})
         if doc is None:
             raise NotFound(f"{type_name}/{rid} is not known.")
-        newest = doc if not doc.get("_deleted") else await self.store.newest_history(
-            rtype.name, rid, live=True
+        newest = (
+            doc if not doc.get("_deleted") else await self.store.newest_history(rtype.name, rid, live=True)
         )
         if newest is not None:
             await self._require_visible(rtype.name, newest, f"{type_name}/{rid}")
@@ -225,9 +232,7 @@ class Repository:
         self.policy.require(rtype.name, "r")
         if not version.isdigit():
             raise NotFound(f"Version '{version}' of {type_name}/{rid} is not known.")
-        doc = await self.store.read_doc(
-            f"{rtype.name}_history", {"_id": f"{check_id(rid)}/{int(version)}"}
-        )
+        doc = await self.store.read_doc(f"{rtype.name}_history", {"_id": f"{check_id(rid)}/{int(version)}"})
         if doc is None:
             raise NotFound(f"Version {version} of {type_name}/{rid} is not known.")
         if doc.get("_deleted"):
@@ -261,7 +266,11 @@ class Repository:
         resource = {**resource, "id": new_id}
         fields = await self._fields(rtype.name, resource)
         stored = await self.store.write(
-            rtype.name, new_id, resource, fields, create_only=True,
+            rtype.name,
+            new_id,
+            resource,
+            fields,
+            create_only=True,
             guard=self._guard(rtype.name, {"resource": resource, **fields}),
         )
         return WriteResult(stored, created=True)
@@ -283,8 +292,11 @@ class Repository:
         resource = check_resource(body, expected_type=rtype.name)
         body_id = resource.get("id")
         if body_id is None:
-            raise BadRequest("An update must carry the resource id in the body.", code="required",
-                             expression=(f"{rtype.name}.id",))
+            raise BadRequest(
+                "An update must carry the resource id in the body.",
+                code="required",
+                expression=(f"{rtype.name}.id",),
+            )
         if body_id != rid:
             raise BadRequest(
                 f"The body's id '{body_id}' does not match the URL's id '{rid}'.",
@@ -308,7 +320,11 @@ class Repository:
         self._writable(rtype)
         self.policy.require(rtype.name, "d")
         return await self.store.write(
-            rtype.name, check_id(rid), None, {}, if_match=if_match,
+            rtype.name,
+            check_id(rid),
+            None,
+            {},
+            if_match=if_match,
             guard=self._guard(rtype.name, None),
         )
 

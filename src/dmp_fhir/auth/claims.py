@@ -54,8 +54,9 @@ class ClaimError(ValueError):
     """A claim is missing, of the wrong type or shape; the message is safe to show."""
 
 
-def _text(claims: Mapping[str, Any], name: str, shape: re.Pattern[str] | None = None,
-          *, limit: int = 256) -> str | None:
+def _text(
+    claims: Mapping[str, Any], name: str, shape: re.Pattern[str] | None = None, *, limit: int = 256
+) -> str | None:
     value = claims.get(name)
     if value is None:
         return None
@@ -80,7 +81,7 @@ def parse_fhir_user(value: Any, base_url: str) -> tuple[CallerKind, str, str] | 
     if not isinstance(value, str) or len(value) > 512:
         raise ClaimError("claim 'fhirUser' must be a string")
     base = base_url.rstrip("/") + "/"
-    relative = value[len(base):] if value.startswith(base) else value
+    relative = value[len(base) :] if value.startswith(base) else value
     rtype, _, rid = relative.partition("/")
     kind = _USER_TYPES.get(rtype)
     if kind is None or "/" in rid:
@@ -119,8 +120,11 @@ def caller_from_claims(claims: Mapping[str, Any], *, base_url: str) -> Caller:
         if rtype != "Organization":
             raise ClaimError("claim 'organization' must be Organization/<id>")
         _id(oid, "organization")
-    org = {"organization": organization, "finess": _text(claims, "finess", FINESS),
-           "organization_sector": _text(claims, "organization_sector", CODE)}
+    org = {
+        "organization": organization,
+        "finess": _text(claims, "finess", FINESS),
+        "organization_sector": _text(claims, "organization_sector", CODE),
+    }
 
     if kind != "practitioner":
         present = [n for n in PRACTITIONER_ONLY if professional[n] is not None]
@@ -166,4 +170,3 @@ def caller_from_claims(claims: Mapping[str, Any], *, base_url: str) -> Caller:
         token_id=token_id,
         secret_connection=secret,
     )
-

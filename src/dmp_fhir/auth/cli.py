@@ -25,8 +25,10 @@ DEFAULT_SCOPES = {
     "practitioner": "user/*.cruds",
     "system": "system/*.cruds",
 }
-WARNING = ("warning: this token is signed by the development key; only a server running with "
-           "DMP_FHIR_DEV_MODE=true accepts it.")
+WARNING = (
+    "warning: this token is signed by the development key; only a server running with "
+    "DMP_FHIR_DEV_MODE=true accepts it."
+)
 
 
 def add_token_command(
@@ -54,12 +56,19 @@ def add_token_command(
     pro.add_argument("--purpose", choices=["TREAT", "ETREAT", "BTG"], help="purpose of use (default TREAT)")
     parser.add_argument("--for-patient", metavar="ID", help="the patient a related person represents")
     parser.add_argument("--scope", help="space-separated SMART scopes (default: everything, for the kind)")
-    parser.add_argument("--lifetime", type=int, default=3600, metavar="SECONDS",
-                        help="validity in seconds (default 3600)")
-    parser.add_argument("--claim", action="append", default=[], metavar="KEY=VALUE",
-                        help="an extra claim (repeatable); KEY:=JSON for a non-string value")
-    parser.add_argument("--allow-invalid", action="store_true",
-                        help="print the token even if the server would refuse it")
+    parser.add_argument(
+        "--lifetime", type=int, default=3600, metavar="SECONDS", help="validity in seconds (default 3600)"
+    )
+    parser.add_argument(
+        "--claim",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra claim (repeatable); KEY:=JSON for a non-string value",
+    )
+    parser.add_argument(
+        "--allow-invalid", action="store_true", help="print the token even if the server would refuse it"
+    )
     parser.set_defaults(func=cmd_token, token_parser=parser)
     return parser
 
@@ -100,9 +109,15 @@ def build_claims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> d
         organization = args.organization
         if organization and not organization.startswith("Organization/"):
             organization = f"Organization/{organization}"
-        optional = {"profession": args.profession, "specialty": args.specialty, "rpps": args.rpps,
-                    "organization": organization, "finess": args.finess,
-                    "care_setting": args.care_setting, "purpose_of_use": args.purpose}
+        optional = {
+            "profession": args.profession,
+            "specialty": args.specialty,
+            "rpps": args.rpps,
+            "organization": organization,
+            "finess": args.finess,
+            "care_setting": args.care_setting,
+            "purpose_of_use": args.purpose,
+        }
         claims.update({k: v for k, v in optional.items() if v})
     else:
         kind, claims = "system", {"client_id": args.system}
@@ -118,8 +133,9 @@ def cmd_token(args: argparse.Namespace) -> int:
     claims = build_claims(args, parser)
     settings = get_settings()
     key = load_or_create_dev_key(settings.dev_key_file)
-    token = mint_token(claims, key=key, issuer=settings.issuer, audience=settings.token_audience,
-                       lifetime_s=args.lifetime)
+    token = mint_token(
+        claims, key=key, issuer=settings.issuer, audience=settings.token_audience, lifetime_s=args.lifetime
+    )
     # Check with the server's own rules (quietly: the verifier's start-up warnings are for servers).
     check = settings.model_copy(update={"dev_mode": True, "jwks_url": None, "jwks_file": None})
     verifier_log = logging.getLogger("dmp_fhir.auth.tokens")

@@ -70,8 +70,9 @@ def invalid_token(description: str) -> Unauthorized:
     safe = _UNSAFE.sub("", description)[:200]
     return Unauthorized(
         f"Invalid bearer token: {safe}.",
-        headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token", '
-                                     f'error_description="{safe}"'},
+        headers={
+            "WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token", error_description="{safe}"'
+        },
     )
 
 
@@ -137,11 +138,14 @@ class TokenVerifier:
         self._dev_key: VerificationKey | None = None
         if settings.dev_mode:
             self._dev_key = _usable(jwt.PyJWK(public_jwk(load_or_create_dev_key(settings.dev_key_file))))
-            log.warning("Development mode: tokens signed by %s (kid %s) are accepted.",
-                        settings.dev_key_file, DEV_KID)
+            log.warning(
+                "Development mode: tokens signed by %s (kid %s) are accepted.", settings.dev_key_file, DEV_KID
+            )
         if not (self._file_keys or self._jwks_client or self._dev_key):
-            log.warning("No token signing keys configured (DMP_FHIR_JWKS_FILE, DMP_FHIR_JWKS_URL "
-                        "or DMP_FHIR_DEV_MODE): every request will be refused.")
+            log.warning(
+                "No token signing keys configured (DMP_FHIR_JWKS_FILE, DMP_FHIR_JWKS_URL "
+                "or DMP_FHIR_DEV_MODE): every request will be refused."
+            )
 
     def verify(self, authorization: str | None) -> Caller:
         token = self._bearer(authorization)
@@ -204,8 +208,9 @@ class TokenVerifier:
     def _key_for(self, kid: str) -> VerificationKey:
         if kid == DEV_KID:
             if self._dev_key is None:
-                raise invalid_token("development tokens are refused unless the server runs in "
-                                    "development mode")
+                raise invalid_token(
+                    "development tokens are refused unless the server runs in development mode"
+                )
             return self._dev_key
         key = self._file_keys.get(kid)
         if key is None and self._jwks_client is not None:

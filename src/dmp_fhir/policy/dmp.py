@@ -26,15 +26,18 @@ from .relations import (
 )
 
 DIRECTORY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
-PATIENT_DATA_TYPES = frozenset({"Patient", "DocumentReference", "List", "Consent", "AuditEvent",
-                                "Binary"})
+PATIENT_DATA_TYPES = frozenset({"Patient", "DocumentReference", "List", "Consent", "AuditEvent", "Binary"})
 MASKED = "MASQUE_PS"
 INVISIBLE_PATIENT = "INVISIBLE_PATIENT"
 INVISIBLE_REPRESENTATIVES = "INVISIBLE_REPRESENTANTS_LEGAUX"
 RECORDS = "dmp_record"  # one document per patient whose DMP is not simply open
 _NOTHING: dict[str, Any] = {"_id": {"$in": []}}
-_SCOPE_CONTEXT = {"patient": "patient", "related-person": "patient", "practitioner": "user",
-                  "system": "system"}
+_SCOPE_CONTEXT = {
+    "patient": "patient",
+    "related-person": "patient",
+    "practitioner": "user",
+    "system": "system",
+}
 
 
 class DmpPolicy:
@@ -92,11 +95,12 @@ class DmpPolicy:
         if not self.keys:
             return set()
         keys = sorted(self.keys)
-        patients = await self.store.find("Patient", {"_p_gp": {"$in": sorted(self.person)},
-                                                     "_deleted": False},
-                                         projection={"_id": 1})
-        consents = await self.store.find("Consent", {"_p_actors": {"$in": keys}, "_deleted": False},
-                                         projection={"_p_patient": 1})
+        patients = await self.store.find(
+            "Patient", {"_p_gp": {"$in": sorted(self.person)}, "_deleted": False}, projection={"_id": 1}
+        )
+        consents = await self.store.find(
+            "Consent", {"_p_actors": {"$in": keys}, "_deleted": False}, projection={"_p_patient": 1}
+        )
         out = {d["_id"] for d in patients}
         out |= {d["_p_patient"] for d in consents if d.get("_p_patient")}
         return out
@@ -105,19 +109,22 @@ class DmpPolicy:
         if not patients:
             return
         ids = sorted(patients)
-        docs = {d["_id"]: d for d in await self.store.find(
-            "Patient", {"_id": _in(ids), "_deleted": False})}
+        docs = {d["_id"]: d for d in await self.store.find("Patient", {"_id": _in(ids), "_deleted": False})}
         consents: dict[str, list[dict[str, Any]]] = {}
         for doc in await self.store.find("Consent", {"_p_patient": _in(ids), "_deleted": False}):
             consents.setdefault(doc["_p_patient"], []).append(doc["resource"])
-        statuses = {d["_id"]: d.get("status", "open") for d in await self.store.find(
-            RECORDS, {"_id": _in(ids)})}
+        statuses = {
+            d["_id"]: d.get("status", "open") for d in await self.store.find(RECORDS, {"_id": _in(ids)})
+        }
         for pid in ids:
             if pid not in docs:
                 self.relations[pid] = Relation.NOT_AUTHORISED
                 continue
             self.relations[pid] = professional_relation(
-                self.caller, docs[pid], consents.get(pid, []), statuses.get(pid, "open"),
+                self.caller,
+                docs[pid],
+                consents.get(pid, []),
+                statuses.get(pid, "open"),
                 self.matrix,
             )
 
@@ -172,17 +179,18 @@ class DmpPolicy:
             groups.append({"_p_patient": _in(gp), "_p_keys": {"$in": sorted(self.matrix.gp_read)}})
         matrix_patients = self._granted(Relation.AUTHORISED, Relation.EMERGENCY)
         if matrix_patients and self.rule is not None and self.rule.read:
-            groups.append({
-                "_p_patient": _in(matrix_patients),
-                "_p_keys": {"$in": sorted(self.rule.read)},
-                "_p_labels": {"$nin": [MASKED]},
-            })
+            groups.append(
+                {
+                    "_p_patient": _in(matrix_patients),
+                    "_p_keys": {"$in": sorted(self.rule.read)},
+                    "_p_labels": {"$nin": [MASKED]},
+                }
+            )
         if self.person:
             authored: dict[str, Any] = {"_p_authors": {"$in": sorted(self.person)}}
             if self._complete:
                 refused = sorted(
-                    {p for p, r in self.relations.items() if r not in AUTHOR_KEEPS_ACCESS}
-                    | self._closed
+                    {p for p, r in self.relations.items() if r not in AUTHOR_KEEPS_ACCESS} | self._closed
                 )
                 if refused:
                     authored["_p_patient"] = {"$nin": refused}
@@ -204,8 +212,9 @@ class DmpPolicy:
         query: dict[str, Any] = {"_p_binaries": binary["_rid"], "_deleted": False}
         if binary.get("_p_patient"):
             query["_p_patient"] = binary["_p_patient"]
-        docs = await self.store.find("DocumentReference", {**query, "$and": [scope]}, limit=1,
-                                     projection={"_id": 1})
+        docs = await self.store.find(
+            "DocumentReference", {**query, "$and": [scope]}, limit=1, projection={"_id": 1}
+        )
         return bool(docs)
 
     # -- refusals -----------------------------------------------------------------------
@@ -242,7 +251,8 @@ class DmpPolicy:
         docs = await self.store.find(
             "DocumentReference",
             {"_p_patient": pid, "_deleted": False, "_p_authors": {"$in": sorted(self.person)}},
-            limit=1, projection={"_id": 1},
+            limit=1,
+            projection={"_id": 1},
         )
         return bool(docs)
 
@@ -271,8 +281,7 @@ class DmpPolicy:
             await self._check_patient_write(action, pid)
             return
         if not isinstance(pid, str):
-            raise Forbidden(f"This {rtype} does not designate the patient it belongs to.",
-                            code="forbidden")
+            raise Forbidden(f"This {rtype} does not designate the patient it belongs to.", code="forbidden")
         if kind == "system":
             raise Forbidden("System clients do not write patient data.")
         await self.prepare({pid})

@@ -83,9 +83,7 @@ async def actor_keys(reference: Any, resource: dict[str, Any], resolve: Resolver
         return keys
     target: dict[str, Any] | None = None
     if ref.startswith("#"):
-        target = next(
-            (c for c in resource.get("contained") or [] if c.get("id") == ref[1:]), None
-        )
+        target = next((c for c in resource.get("contained") or [] if c.get("id") == ref[1:]), None)
     else:
         parts = ref.split("/_history/")[0].split("/")
         if len(parts) >= 2:

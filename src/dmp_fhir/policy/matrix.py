@@ -1,4 +1,4 @@
-"""The access matrix (``profiles/access-matrix.json``): profession [+ specialty] × document
+"""The access matrix (``profiles/access-matrix.json``): profession [+ specialty] by document
 type/section → read / write, plus the lists the rules need (excluded actors, emergency
 settings, break-glass eligibility). Data, not code: the README's table is generated from it.
 """
@@ -53,8 +53,10 @@ class AccessMatrix:
         type) and its type codes."""
         codes = [c for c in type_codes if c]
         explicit = [s for s in section_codes if s in self.sections]
-        section = explicit[0] if explicit else next(
-            (self.type_section[c] for c in codes if c in self.type_section), UNCLASSIFIED
+        section = (
+            explicit[0]
+            if explicit
+            else next((self.type_section[c] for c in codes if c in self.type_section), UNCLASSIFIED)
         )
         return [section, *codes]
 
@@ -78,7 +80,6 @@ class AccessMatrix:
         )
 
 
-
 def expand(items: Iterable[str], wildcard: frozenset[str]) -> frozenset[str]:
     """Rule items ("*", section codes, type codes) → the access keys they grant."""
     keys: set[str] = set()
@@ -96,9 +97,7 @@ def _codes(entries: Iterable[Mapping[str, Any]]) -> frozenset[str]:
 
 
 def parse_matrix(data: Mapping[str, Any]) -> AccessMatrix:
-    sections = {
-        code: frozenset(s.get("documentTypes", [])) for code, s in data["sections"].items()
-    }
+    sections = {code: frozenset(s.get("documentTypes", [])) for code, s in data["sections"].items()}
     wildcard = frozenset(c for c, s in data["sections"].items() if s.get("includedInWildcard"))
     type_section = {code: t["section"] for code, t in data["documentTypes"].items()}
     override_system = data["codeSystems"]["section"]

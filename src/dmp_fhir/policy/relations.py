@@ -1,12 +1,12 @@
 """How a caller stands towards one patient's record: the patient-level decision.
 
-    excluded actor ─► EXCLUDED                 (403, always)
-    record closed  ─► CLOSED                   (403 for professionals; the patient still reads)
-    denied by P    ─► BLOCKED                  (403, even in an emergency)
-    P's GP         ─► GP                       (sees every section, masked documents too)
-    permitted by P ─► AUTHORISED               (matrix applies, masked documents hidden)
-    emergency      ─► EMERGENCY                (bris de glace: eligible, ETREAT/BTG, not opposed)
-    otherwise      ─► NOT_AUTHORISED           (403)
+excluded actor ─► EXCLUDED                 (403, always)
+record closed  ─► CLOSED                   (403 for professionals; the patient still reads)
+denied by P    ─► BLOCKED                  (403, even in an emergency)
+P's GP         ─► GP                       (sees every section, masked documents too)
+permitted by P ─► AUTHORISED               (matrix applies, masked documents hidden)
+emergency      ─► EMERGENCY                (bris de glace: eligible, ETREAT/BTG, not opposed)
+otherwise      ─► NOT_AUTHORISED           (403)
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ class Relation(enum.Enum):
         return self in _GRANTING
 
 
-_GRANTING = {Relation.SELF, Relation.REPRESENTATIVE, Relation.GP, Relation.AUTHORISED,
-             Relation.EMERGENCY}
+_GRANTING = {Relation.SELF, Relation.REPRESENTATIVE, Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY}
 
 #: Relations under which a document's own author still sees it.
-AUTHOR_KEEPS_ACCESS = frozenset({Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY,
-                                 Relation.NOT_AUTHORISED})
+AUTHOR_KEEPS_ACCESS = frozenset(
+    {Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY, Relation.NOT_AUTHORISED}
+)
 
 
 def person_keys(caller: Caller) -> frozenset[str]:

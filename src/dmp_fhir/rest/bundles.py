@@ -33,8 +33,10 @@ def history_bundle(
             entry["response"] = {"status": "204 No Content"}
         else:
             entry["resource"] = v.resource
-            entry["request"] = {"method": "POST" if v.version == 1 else "PUT",
-                                "url": v.type if v.version == 1 else url}
+            entry["request"] = {
+                "method": "POST" if v.version == 1 else "PUT",
+                "url": v.type if v.version == 1 else url,
+            }
             entry["response"] = {"status": "201 Created" if v.version == 1 else "200 OK"}
         entry["response"]["etag"] = v.etag
         entry["response"]["lastModified"] = format_instant(v.last_updated)

@@ -38,8 +38,12 @@ def capability_statement(settings: Settings, *, started: str) -> dict[str, Any]:
         if rtype.searchable:
             params = params_for(rtype.name)
             entry["searchParam"] = [
-                {"name": p.name, "type": p.type, **({"definition": p.url} if p.url else {}),
-                 **({"documentation": p.description} if p.description else {})}
+                {
+                    "name": p.name,
+                    "type": p.type,
+                    **({"definition": p.url} if p.url else {}),
+                    **({"documentation": p.description} if p.description else {}),
+                }
                 for p in sorted(params.values(), key=lambda p: p.name)
             ]
         resources.append(entry)

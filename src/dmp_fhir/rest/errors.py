@@ -42,9 +42,7 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             message = str(exc.detail)
         outcome = operation_outcome([Issue(_HTTP_CODES.get(status, "exception"), message)])
-        return fhir_response(
-            outcome, safe_format(request), status=status, headers=dict(exc.headers or {})
-        )
+        return fhir_response(outcome, safe_format(request), status=status, headers=dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def request_error(request: Request, exc: RequestValidationError) -> Response:
@@ -57,7 +55,5 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        outcome = operation_outcome(
-            [Issue("exception", "Internal server error; the incident was logged.")]
-        )
+        outcome = operation_outcome([Issue("exception", "Internal server error; the incident was logged.")])
         return fhir_response(outcome, safe_format(request), status=500)

@@ -89,8 +89,7 @@ def choose_format(request: Request) -> Format:
         if kind is not None:
             return Format(xml=kind == "xml", pretty=pretty)
     raise NotAcceptable(
-        f"None of the accepted media types ({accept}) is available; "
-        f"use {FHIR_JSON} or {FHIR_XML}."
+        f"None of the accepted media types ({accept}) is available; use {FHIR_JSON} or {FHIR_XML}."
     )
 
 

@@ -59,9 +59,13 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
         if condition:
             existing = await repo.conditional_match(name, condition)
             if existing is not None:
-                return write_response(request, existing, status=200, message="Resource already exists; nothing created.")
+                return write_response(
+                    request, existing, status=200, message="Resource already exists; nothing created."
+                )
         result = await repo.create(name, body)
-        return write_response(request, result.version, status=201, message=f"Created {name}/{result.version.id}.")
+        return write_response(
+            request, result.version, status=201, message=f"Created {name}/{result.version.id}."
+        )
 
     async def read(request: Request, rid: str) -> Response:
         fmt = choose_format(request)
@@ -142,21 +146,63 @@ def build_router() -> APIRouter:
         h = _make_handlers(rtype)
         n = rtype.name
         tags: list[str | Any] = [n]
-        router.add_api_route(f"/{n}/_history", h["history-type"], methods=["GET"], tags=tags,
-                             operation_id=f"history_type_{n}", summary=f"History of all {n} resources")
+        router.add_api_route(
+            f"/{n}/_history",
+            h["history-type"],
+            methods=["GET"],
+            tags=tags,
+            operation_id=f"history_type_{n}",
+            summary=f"History of all {n} resources",
+        )
         if rtype.client_writable:
-            router.add_api_route(f"/{n}", h["create"], methods=["POST"], status_code=201, tags=tags,
-                                 operation_id=f"create_{n}", summary=f"Create a {n}")
-        router.add_api_route(f"/{n}/{{rid}}", h["read"], methods=["GET"], tags=tags,
-                             operation_id=f"read_{n}", summary=f"Read a {n}")
+            router.add_api_route(
+                f"/{n}",
+                h["create"],
+                methods=["POST"],
+                status_code=201,
+                tags=tags,
+                operation_id=f"create_{n}",
+                summary=f"Create a {n}",
+            )
+        router.add_api_route(
+            f"/{n}/{{rid}}",
+            h["read"],
+            methods=["GET"],
+            tags=tags,
+            operation_id=f"read_{n}",
+            summary=f"Read a {n}",
+        )
         if rtype.client_writable:
-            router.add_api_route(f"/{n}/{{rid}}", h["update"], methods=["PUT"], tags=tags,
-                                 operation_id=f"update_{n}", summary=f"Update (or create) a {n}")
-            router.add_api_route(f"/{n}/{{rid}}", h["delete"], methods=["DELETE"], tags=tags,
-                                 operation_id=f"delete_{n}", summary=f"Delete a {n}")
-        router.add_api_route(f"/{n}/{{rid}}/_history", h["history-instance"], methods=["GET"],
-                             tags=tags, operation_id=f"history_instance_{n}",
-                             summary=f"History of one {n}")
-        router.add_api_route(f"/{n}/{{rid}}/_history/{{vid}}", h["vread"], methods=["GET"],
-                             tags=tags, operation_id=f"vread_{n}", summary=f"Read a version of a {n}")
+            router.add_api_route(
+                f"/{n}/{{rid}}",
+                h["update"],
+                methods=["PUT"],
+                tags=tags,
+                operation_id=f"update_{n}",
+                summary=f"Update (or create) a {n}",
+            )
+            router.add_api_route(
+                f"/{n}/{{rid}}",
+                h["delete"],
+                methods=["DELETE"],
+                tags=tags,
+                operation_id=f"delete_{n}",
+                summary=f"Delete a {n}",
+            )
+        router.add_api_route(
+            f"/{n}/{{rid}}/_history",
+            h["history-instance"],
+            methods=["GET"],
+            tags=tags,
+            operation_id=f"history_instance_{n}",
+            summary=f"History of one {n}",
+        )
+        router.add_api_route(
+            f"/{n}/{{rid}}/_history/{{vid}}",
+            h["vread"],
+            methods=["GET"],
+            tags=tags,
+            operation_id=f"vread_{n}",
+            summary=f"Read a version of a {n}",
+        )
     return router

@@ -19,12 +19,9 @@ async def run_search(request: Request, type_name: str, params: list[tuple[str, s
     fmt = choose_format(request)
     settings = settings_of(request)
     prefer = Prefer.parse(request.headers.get("prefer"))
-    req, result = await repository_of(request).search(
-        type_name, params, strict=prefer.handling == "strict"
-    )
+    req, result = await repository_of(request).search(type_name, params, strict=prefer.handling == "strict")
     entries = [("match", shape(d["resource"], req.summary, req.elements)) for d in result.matches]
-    entries += [("include", shape(d["resource"], req.summary, req.elements))
-                for _, d in result.included]
+    entries += [("include", shape(d["resource"], req.summary, req.elements)) for _, d in result.included]
     base = settings.base_url
     kept = [(k, v) for k, v in params if k not in ("_cursor", "_format", "_pretty")]
     links = {"self": page_link(base, type_name, [*kept, *_cursor_param(params)])}
@@ -54,9 +51,7 @@ def build_router() -> APIRouter:
         async def search_post(request: Request, _name: str = name) -> Response:
             media = media_type_of(request)
             if media and media != "application/x-www-form-urlencoded":
-                raise UnsupportedMediaType(
-                    "POST _search takes application/x-www-form-urlencoded parameters."
-                )
+                raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded parameters.")
             from urllib.parse import parse_qsl
 
             raw = await read_bytes(request, settings_of(request).max_body_bytes)
@@ -67,9 +62,20 @@ def build_router() -> APIRouter:
             params = list(request.query_params.multi_items()) + form
             return await run_search(request, _name, params)
 
-        router.add_api_route(f"/{name}", search_get, methods=["GET"], tags=[name],
-                             operation_id=f"search_{name}", summary=f"Search {name} resources")
-        router.add_api_route(f"/{name}/_search", search_post, methods=["POST"], tags=[name],
-                             operation_id=f"search_post_{name}",
-                             summary=f"Search {name} resources (form-encoded)")
+        router.add_api_route(
+            f"/{name}",
+            search_get,
+            methods=["GET"],
+            tags=[name],
+            operation_id=f"search_{name}",
+            summary=f"Search {name} resources",
+        )
+        router.add_api_route(
+            f"/{name}/_search",
+            search_post,
+            methods=["POST"],
+            tags=[name],
+            operation_id=f"search_post_{name}",
+            summary=f"Search {name} resources (form-encoded)",
+        )
     return router

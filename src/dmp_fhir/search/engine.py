@@ -25,8 +25,18 @@ from .shaping import parse_elements, parse_summary
 Scope = Callable[[str], Mapping[str, Any] | None]
 
 CONTROL_PARAMS = frozenset(
-    {"_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude",
-     "_cursor", "_format", "_pretty"}
+    {
+        "_count",
+        "_sort",
+        "_total",
+        "_summary",
+        "_elements",
+        "_include",
+        "_revinclude",
+        "_cursor",
+        "_format",
+        "_pretty",
+    }
 )
 MAX_CHAIN_DEPTH = 4
 MAX_CHAIN_MATCHES = 1000
@@ -192,9 +202,7 @@ class SearchEngine:
         if dot:
             return await self._chain(param, modifier or None, rest, raw, depth)
         try:
-            return build_or_filter(
-                param, modifier or None, split_values(raw), base_url=self.base_url
-            )
+            return build_or_filter(param, modifier or None, split_values(raw), base_url=self.base_url)
         except SearchValueError as exc:
             raise BadRequest(f"{key}: {exc}", code="value") from None
 
@@ -212,27 +220,30 @@ class SearchEngine:
     ) -> Mapping[str, Any]:
         if param.type != "reference":
             raise BadRequest(f"'{param.name}' is not a reference: it cannot be chained.", code="value")
-        targets = [t for t in param.targets if t in RESOURCE_TYPES] or [
-            t for t in RESOURCE_TYPES
-        ]
+        targets = [t for t in param.targets if t in RESOURCE_TYPES] or [t for t in RESOURCE_TYPES]
         if type_modifier:
             if type_modifier not in RESOURCE_TYPES:
                 raise BadRequest(f"Unknown resource type '{type_modifier}' in chain.", code="value")
             targets = [type_modifier]
         if len(targets) > 1:
             # FHIR requires a type when several targets could hold the chained parameter.
-            targets = [t for t in targets if get_param(t, rest.split(".")[0].split(":")[0])
-                       or rest.startswith("_id")]
+            targets = [
+                t for t in targets if get_param(t, rest.split(".")[0].split(":")[0]) or rest.startswith("_id")
+            ]
         references: list[str] = []
         for target in targets:
             cond = await self.criterion(target, rest, raw, depth=depth + 1)
             docs = await self.store.find(
-                target, merge(self.base_filter(target), cond),
-                projection={"_id": 1}, limit=MAX_CHAIN_MATCHES + 1,
+                target,
+                merge(self.base_filter(target), cond),
+                projection={"_id": 1},
+                limit=MAX_CHAIN_MATCHES + 1,
             )
             if len(docs) > MAX_CHAIN_MATCHES:
-                raise BadRequest(f"The chained search on {target} matches too many resources; "
-                                 "narrow it.", code="too-costly")
+                raise BadRequest(
+                    f"The chained search on {target} matches too many resources; narrow it.",
+                    code="too-costly",
+                )
             references += [f"{target}/{d['_id']}" for d in docs]
         field_name = param.field
         if not references:
@@ -254,18 +265,22 @@ class SearchEngine:
         cond = await self.criterion(other, inner, raw, depth=depth + 1)
         field_name = ref.field
         docs = await self.store.find(
-            other, merge(self.base_filter(other), cond),
-            projection={field_name: 1}, limit=MAX_CHAIN_MATCHES + 1,
+            other,
+            merge(self.base_filter(other), cond),
+            projection={field_name: 1},
+            limit=MAX_CHAIN_MATCHES + 1,
         )
         if len(docs) > MAX_CHAIN_MATCHES:
             raise BadRequest("The _has search matches too many resources; narrow it.", code="too-costly")
         prefix = f"{rtype}/"
-        ids = sorted({
-            value[len(prefix):]
-            for doc in docs
-            for value in _as_list(doc.get(field_name))
-            if isinstance(value, str) and value.startswith(prefix)
-        })
+        ids = sorted(
+            {
+                value[len(prefix) :]
+                for doc in docs
+                for value in _as_list(doc.get(field_name))
+                if isinstance(value, str) and value.startswith(prefix)
+            }
+        )
         if not ids:
             return dict(_NOTHING)
         return {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
@@ -317,17 +332,22 @@ class SearchEngine:
                 if item == "*":
                     if kind == "_revinclude":
                         raise BadRequest("_revinclude=* is not supported.", code="not-supported")
-                    specs += [Include(rtype, p.name, None, iterate)
-                              for p in params_for(rtype).values() if p.type == "reference"]
+                    specs += [
+                        Include(rtype, p.name, None, iterate)
+                        for p in params_for(rtype).values()
+                        if p.type == "reference"
+                    ]
                     continue
                 parts = item.split(":")
                 if len(parts) not in (2, 3) or parts[0] not in RESOURCE_TYPES:
-                    raise BadRequest(f"{kind} must be Type:parameter[:targetType], not '{item}'.",
-                                     code="value")
+                    raise BadRequest(
+                        f"{kind} must be Type:parameter[:targetType], not '{item}'.", code="value"
+                    )
                 param = get_param(parts[0], parts[1])
                 if param is None or param.type != "reference":
-                    raise BadRequest(f"'{parts[1]}' is not a reference parameter of {parts[0]}.",
-                                     code="value")
+                    raise BadRequest(
+                        f"'{parts[1]}' is not a reference parameter of {parts[0]}.", code="value"
+                    )
                 target = parts[2] if len(parts) == 3 else None
                 if target is not None and target not in RESOURCE_TYPES:
                     raise BadRequest(f"Unknown target type '{target}' in {kind}.", code="value")
@@ -351,14 +371,13 @@ class SearchEngine:
         included = await self._fetch_includes(req, matches)
         return SearchResult(matches, included, total, next_cursor, previous_cursor)
 
-    async def _page(
-        self, req: SearchRequest
-    ) -> tuple[list[dict[str, Any]], Cursor | None, Cursor | None]:
+    async def _page(self, req: SearchRequest) -> tuple[list[dict[str, Any]], Cursor | None, Cursor | None]:
         cursor = req.cursor
         if not req.keyset:
             offset = cursor.offset or 0 if cursor else 0
-            docs = await self.store.find(req.rtype, req.filter, sort=req.sort,
-                                         skip=offset, limit=req.count + 1)
+            docs = await self.store.find(
+                req.rtype, req.filter, sort=req.sort, skip=offset, limit=req.count + 1
+            )
             nxt = Cursor(offset=offset + req.count) if len(docs) > req.count else None
             prev = Cursor(offset=max(0, offset - req.count)) if offset > 0 else None
             return docs[: req.count], nxt, prev
@@ -374,8 +393,7 @@ class SearchEngine:
         op = "$lt" if (direction < 0) == after else "$gt"
         keyset = {"$or": [{"_lu": {op: moment}}, {"_lu": moment, "_id": {op: rid}}]}
         sort = req.sort if after else [(k, -d) for k, d in req.sort]
-        docs = await self.store.find(req.rtype, merge(req.filter, keyset), sort=sort,
-                                     limit=req.count + 1)
+        docs = await self.store.find(req.rtype, merge(req.filter, keyset), sort=sort, limit=req.count + 1)
         more = len(docs) > req.count
         page = docs[: req.count]
         if after:
@@ -407,8 +425,10 @@ class SearchEngine:
                 found += await self._revinclude(spec, frontier, seen)
             included += found
             if len(included) > MAX_INCLUDES:
-                raise BadRequest(f"The search includes more than {MAX_INCLUDES} resources; "
-                                 "lower _count.", code="too-costly")
+                raise BadRequest(
+                    f"The search includes more than {MAX_INCLUDES} resources; lower _count.",
+                    code="too-costly",
+                )
             frontier = found
             if not frontier:
                 break
@@ -446,14 +466,16 @@ class SearchEngine:
         refs = [
             f"{rtype}/{doc['_id']}"
             for rtype, doc in sources
-            if param is not None and (not param.targets or rtype in param.targets)
+            if param is not None
+            and (not param.targets or rtype in param.targets)
             and (spec.target is None or spec.target == rtype)
         ]
         if not refs:
             return []
         cond = {field_name: refs[0]} if len(refs) == 1 else {field_name: {"$in": refs}}
-        docs = await self.store.find(spec.source, merge(cond, self.base_filter(spec.source)),
-                                     limit=MAX_INCLUDES + 1)
+        docs = await self.store.find(
+            spec.source, merge(cond, self.base_filter(spec.source)), limit=MAX_INCLUDES + 1
+        )
         out: list[tuple[str, dict[str, Any]]] = []
         for doc in docs:
             if (spec.source, doc["_id"]) not in seen:

@@ -65,7 +65,6 @@ class Database:
         ``search_fields`` maps a resource type to the ``_s_`` fields that lead its queries.
         """
         for rtype in RESOURCE_TYPES.values():
-            current = self.db[rtype.collection]
             models = [
                 IndexModel([("_lu", DESCENDING)]),
                 IndexModel([("_deleted", ASCENDING), ("_lu", DESCENDING)]),

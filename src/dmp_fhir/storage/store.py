@@ -109,9 +109,7 @@ class ResourceStore:
         doc = await self.db[f"{rtype}_history"].find_one({"_id": f"{rid}/{version}"})
         return StoredVersion.from_doc(rtype, doc) if doc else None
 
-    async def newest_history(
-        self, rtype: str, rid: str, *, live: bool = False
-    ) -> dict[str, Any] | None:
+    async def newest_history(self, rtype: str, rid: str, *, live: bool = False) -> dict[str, Any] | None:
         """The newest version in history (``live``: the newest that is not a deletion)."""
         query: dict[str, Any] = {"_rid": rid}
         if live:
