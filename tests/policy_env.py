@@ -12,6 +12,7 @@ import httpx
 from fastapi import FastAPI
 
 from dmp_fhir.app import create_app
+from dmp_fhir.audit import NullAuditor
 from dmp_fhir.auth.caller import system_caller
 from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
 from dmp_fhir.config import Settings
@@ -147,7 +148,11 @@ class PolicyEnv:
 
     async def internal_repository(self) -> Repository:
         return Repository(
-            ResourceStore(self.database), self.settings, Unrestricted(system_caller("tests")), load_matrix()
+            ResourceStore(self.database),
+            self.settings,
+            Unrestricted(system_caller("tests")),
+            load_matrix(),
+            NullAuditor(),
         )
 
 
@@ -165,7 +170,7 @@ async def policy_env(mongodb_url: str, tmp: Path) -> AsyncIterator[PolicyEnv]:
     app = create_app(settings, database)
     async with app.router.lifespan_context(app):
         env_repo = Repository(
-            ResourceStore(database), settings, Unrestricted(system_caller("tests")), load_matrix()
+            ResourceStore(database), settings, Unrestricted(system_caller("tests")), load_matrix(), NullAuditor()
         )
         await load_paths(env_repo, [SAMPLES])
         transport = httpx.ASGITransport(app=app)

@@ -106,11 +106,7 @@ PATIENT: dict[str, Any] = {
     "contact": [
         {
             "relationship": [
-                {
-                    "coding": [
-                        {"system": "http://terminology.hl7.org/CodeSystem/v2-0131", "code": "N"}
-                    ]
-                }
+                {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0131", "code": "N"}]}
             ],
             "name": {"family": "DUPONT", "given": ["Paul"]},
             "telecom": [{"system": "phone", "value": "+33 4 78 00 00 00"}],
@@ -122,9 +118,7 @@ PATIENT: dict[str, Any] = {
             "preferred": True,
         }
     ],
-    "generalPractitioner": [
-        {"reference": "Practitioner/rpps-10003456789", "display": "Dr Pierre MARTIN"}
-    ],
+    "generalPractitioner": [{"reference": "Practitioner/rpps-10003456789", "display": "Dr Pierre MARTIN"}],
     "managingOrganization": {"reference": "Organization/finess-690781810"},
 }
 
@@ -205,9 +199,7 @@ PRACTITIONER_ROLE: dict[str, Any] = {
         },
         {"daysOfWeek": ["sat"], "allDay": False},
     ],
-    "notAvailable": [
-        {"description": "Congés d'été", "during": {"start": "2024-08-01", "end": "2024-08-21"}}
-    ],
+    "notAvailable": [{"description": "Congés d'été", "during": {"start": "2024-08-01", "end": "2024-08-21"}}],
 }
 
 ORGANIZATION: dict[str, Any] = {
@@ -246,8 +238,7 @@ DOCUMENT_REFERENCE: dict[str, Any] = {
     "meta": {"versionId": "1", "lastUpdated": "2024-04-12T16:20:00Z"},
     "extension": [
         {
-            "url": "https://interop.esante.gouv.fr/ig/fhir/dmp/StructureDefinition/"
-            "dmp-document-masque-ps",
+            "url": "https://interop.esante.gouv.fr/ig/fhir/dmp/StructureDefinition/dmp-document-masque-ps",
             "valueBoolean": True,
         }
     ],
@@ -255,9 +246,7 @@ DOCUMENT_REFERENCE: dict[str, Any] = {
         "system": "urn:ietf:rfc:3986",
         "value": "urn:oid:1.2.250.1.213.1.1.9.123456.1",
     },
-    "identifier": [
-        {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:6f1b8c2e-2b5f-4f2c-9d3a-5c8e1a2b3c4d"}
-    ],
+    "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:6f1b8c2e-2b5f-4f2c-9d3a-5c8e1a2b3c4d"}],
     "status": "current",
     "docStatus": "final",
     "type": {
@@ -334,14 +323,10 @@ DOCUMENT_REFERENCE: dict[str, Any] = {
         "event": [{"coding": [{"system": LOINC, "code": "18748-4"}]}],
         "period": {"start": "2024-04-12T14:00:00+02:00", "end": "2024-04-12T14:45:00+02:00"},
         "facilityType": {
-            "coding": [
-                {"system": "urn:oid:1.2.250.1.71.4.2.4", "code": "SA01", "display": "Hôpital"}
-            ]
+            "coding": [{"system": "urn:oid:1.2.250.1.71.4.2.4", "code": "SA01", "display": "Hôpital"}]
         },
         "practiceSetting": {
-            "coding": [
-                {"system": "urn:oid:1.2.250.1.213.1.1.4.9", "code": "CARD", "display": "Cardiologie"}
-            ]
+            "coding": [{"system": "urn:oid:1.2.250.1.213.1.1.4.9", "code": "CARD", "display": "Cardiologie"}]
         },
         "sourcePatientInfo": {"reference": "Patient/pat-dupont-jeanne"},
     },
@@ -439,8 +424,7 @@ CONSENT: dict[str, Any] = {
                         "role": {
                             "coding": [
                                 {
-                                    "system": "http://terminology.hl7.org/CodeSystem/"
-                                    "v3-RoleClass",
+                                    "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
                                     "code": "PROV",
                                 }
                             ]
@@ -468,18 +452,12 @@ AUDIT_EVENT: dict[str, Any] = {
         "code": "rest",
         "display": "RESTful Operation",
     },
-    "subtype": [
-        {"system": "http://hl7.org/fhir/restful-interaction", "code": "read", "display": "read"}
-    ],
+    "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read", "display": "read"}],
     "action": "R",
     "recorded": "2024-05-02T10:15:30.120+02:00",
     "outcome": "0",
     "purposeOfEvent": [
-        {
-            "coding": [
-                {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}
-            ]
-        }
+        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}]}
     ],
     "agent": [
         {
@@ -500,9 +478,7 @@ AUDIT_EVENT: dict[str, Any] = {
     "source": {
         "site": "DMP - Mon espace santé",
         "observer": {"display": "dmp-fhir"},
-        "type": [
-            {"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}
-        ],
+        "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}],
     },
     "entity": [
         {
@@ -645,8 +621,7 @@ CAPABILITY_STATEMENT: dict[str, Any] = {
                     {
                         "coding": [
                             {
-                                "system": "http://terminology.hl7.org/CodeSystem/"
-                                "restful-security-service",
+                                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                 "code": "SMART-on-FHIR",
                             }
                         ]
@@ -697,6 +672,22 @@ def _root(xml: bytes) -> Any:
     return etree.fromstring(xml)
 
 
+def _canonical_divs(value: Any) -> Any:
+    """Narrative divs in C14N form (fhir.resources' XML reader writes char references)."""
+    if isinstance(value, dict):
+        return {
+            k: (
+                etree.tostring(etree.fromstring(v), method="c14n")
+                if k == "div" and isinstance(v, str)
+                else _canonical_divs(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_canonical_divs(v) for v in value]
+    return value
+
+
 # --------------------------------------------------------------------------- #
 # Round trips
 # --------------------------------------------------------------------------- #
@@ -724,8 +715,9 @@ def test_rendered_xml_is_read_by_fhir_resources(name: str) -> None:
     """Our XML is real FHIR XML: the fhir.resources XML reader yields the same model."""
     sample = SAMPLES[name]
     model = _model(sample)
-    from_xml = model.model_validate_xml(render_fhir_xml(sample))
-    assert from_xml.model_dump(mode="json") == model.model_validate(sample).model_dump(mode="json")
+    from_xml = model.model_validate_xml(render_fhir_xml(sample)).model_dump(mode="json")
+    expected = model.model_validate(sample).model_dump(mode="json")
+    assert _canonical_divs(from_xml) == _canonical_divs(expected)
 
 
 @pytest.mark.parametrize("name", list(SAMPLES))
@@ -767,6 +759,20 @@ def test_xml_shape_attributes_and_wrapping() -> None:
     assert element_with_id.find("f:name", ns).get("id") == "n1"
 
 
+def test_pretty_output_is_indented_and_keeps_div_intact() -> None:
+    xml = render_fhir_xml(TRANSACTION, pretty=True).decode()
+    lines = xml.splitlines()
+    assert lines[:3] == [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<Bundle xmlns="http://hl7.org/fhir">',
+        '  <id value="tx-alimentation-dmp"/>',
+    ]
+    assert "      <DocumentReference>" in lines
+    assert "          <Practitioner>" in lines
+    pretty_patient = render_fhir_xml(PATIENT, pretty=True).decode()
+    assert "    " + PATIENT["text"]["div"] + "\n" in pretty_patient
+
+
 def test_parameters_resource_is_wrapped() -> None:
     params = {
         "resourceType": "Parameters",
@@ -776,7 +782,7 @@ def test_parameters_resource_is_wrapped() -> None:
         ],
     }
     xml = render_fhir_xml(params)
-    assert b"<resource><Patient><id value=\"p1\"/></Patient></resource>" in xml
+    assert b'<resource><Patient><id value="p1"/></Patient></resource>' in xml
     assert parse_fhir_xml(xml) == params
 
 
@@ -893,7 +899,7 @@ def test_invalid_values_are_kept_for_the_validator() -> None:
     xml = (
         b'<Patient xmlns="http://hl7.org/fhir"><active value="oui"/>'
         b'<multipleBirthInteger value="deux"/><unknownThing value="x"/>'
-        b"<name><family value=\"DUPONT\"/><surname value=\"Jeanne\"/></name></Patient>"
+        b'<name><family value="DUPONT"/><surname value="Jeanne"/></name></Patient>'
     )
     parsed = parse_fhir_xml(xml)
     assert parsed == {
@@ -1075,6 +1081,8 @@ def test_render_rejects_unknown_keys_and_bad_shapes() -> None:
         {"resourceType": "Patient", "multipleBirthInteger": float("nan")},
         {"resourceType": "NotAResource"},
         {"resourceType": "HumanName"},
+        {"resourceType": "Patient", "gender": "a\x01"},
+        {"resourceType": "Patient", "name": [{"family": "\ufffe"}]},
         {"id": "no-type"},
     ]
     for resource in bad:
@@ -1118,7 +1126,7 @@ def test_external_entity_is_refused_and_file_never_read(tmp_path: Any) -> None:
     for target in ("file:///etc/passwd", secret.as_uri()):
         xml = XXE.replace(b"file:///etc/passwd", target.encode())
         for body in (xml, _utf16(xml)):
-            with pytest.raises(XmlFormatError, match="DOCTYPE") as info:
+            with pytest.raises(XmlFormatError) as info:
                 parse_fhir_xml(body)
             assert "root:" not in str(info.value) and "SECRET-MARKER" not in str(info.value)
 
@@ -1129,7 +1137,7 @@ def test_hardened_parser_does_not_resolve_entities(tmp_path: Any) -> None:
 
     secret = tmp_path / "secret.txt"
     secret.write_text("SECRET-MARKER-7f3a")
-    xml = XXE.replace(b"file:///etc/passwd", secret.as_uri().encode())
+    xml = b'<!DOCTYPE r [<!ENTITY xxe SYSTEM "' + secret.as_uri().encode() + b'">]><r>&xxe;</r>'
     root = etree.fromstring(xml, _parser())
     assert b"SECRET-MARKER" not in etree.tostring(root)
     parameter_entity = (
@@ -1139,6 +1147,18 @@ def test_hardened_parser_does_not_resolve_entities(tmp_path: Any) -> None:
     )
     root = etree.fromstring(parameter_entity, _parser())
     assert b"SECRET-MARKER" not in etree.tostring(root.getroottree())
+
+
+def test_hardened_parser_never_loads_external_dtd(tmp_path: Any) -> None:
+    """Regression: lxml's collect_ids=False makes libxml2 load the external DTD subset."""
+    from dmp_fhir.formats.xml import _parser
+
+    dtd = tmp_path / "x.dtd"
+    dtd.write_text('<!ENTITY fuite "SECRET-MARKER-7f3a">')
+    body = b'<!DOCTYPE r SYSTEM "' + dtd.as_uri().encode() + b'"><r a="1">&fuite;</r>'
+    root = etree.fromstring(body, _parser())
+    assert root.getroottree().docinfo.externalDTD is None
+    assert b"SECRET-MARKER" not in etree.tostring(root)
 
 
 def test_billion_laughs_is_refused_quickly() -> None:
@@ -1153,8 +1173,7 @@ def test_billion_laughs_is_refused_quickly() -> None:
     "body",
     [
         b'<!DOCTYPE Patient><Patient xmlns="http://hl7.org/fhir"/>',
-        b'<!DOCTYPE Patient SYSTEM "http://attaquant.exemple/x.dtd">'
-        b'<Patient xmlns="http://hl7.org/fhir"/>',
+        b'<!DOCTYPE Patient SYSTEM "http://attaquant.exemple/x.dtd"><Patient xmlns="http://hl7.org/fhir"/>',
         b'<!DOCTYPE Patient PUBLIC "-//X//DTD X//EN" "x.dtd"><Patient xmlns="http://hl7.org/fhir"/>',
         b'<!DOCTYPE Patient [<!ELEMENT Patient ANY>]><Patient xmlns="http://hl7.org/fhir"/>',
     ],
@@ -1162,7 +1181,8 @@ def test_billion_laughs_is_refused_quickly() -> None:
 def test_any_doctype_is_refused(body: bytes) -> None:
     with pytest.raises(XmlFormatError, match="DOCTYPE"):
         parse_fhir_xml(body)
-    with pytest.raises(XmlFormatError, match="DOCTYPE"):
+    # UTF-16 defeats the byte pre-scan; the parsed-document check still refuses it.
+    with pytest.raises(XmlFormatError):
         parse_fhir_xml(('<?xml version="1.0" encoding="UTF-16"?>' + body.decode()).encode("utf-16"))
 
 
@@ -1170,7 +1190,7 @@ def test_any_doctype_is_refused(body: bytes) -> None:
     ("body", "message"),
     [
         (b'<Patient xmlns="http://example.org/fhir"/>', "FHIR namespace"),
-        (b"<Patient><id value=\"x\"/></Patient>", "FHIR namespace"),
+        (b'<Patient><id value="x"/></Patient>', "FHIR namespace"),
         (
             b'<Patient xmlns="http://hl7.org/fhir"><x:id xmlns:x="urn:autre" value="1"/></Patient>',
             "FHIR namespace",
@@ -1193,11 +1213,6 @@ def test_any_doctype_is_refused(body: bytes) -> None:
         (b'<Dossier xmlns="http://hl7.org/fhir"/>', "unknown resource type"),
         (b'<HumanName xmlns="http://hl7.org/fhir"/>', "unknown resource type"),
         (b'<DomainResource xmlns="http://hl7.org/fhir"/>', "unknown resource type"),
-        (
-            b'<Bundle xmlns="http://hl7.org/fhir"><entry><resource><Inconnu/></resource>'
-            b"</entry></Bundle>",
-            "FHIR namespace",
-        ),
         (
             b'<Bundle xmlns="http://hl7.org/fhir"><entry><resource><Inconnu xmlns="http://hl7.org/fhir"/>'
             b"</resource></entry></Bundle>",
@@ -1241,7 +1256,7 @@ def test_oversized_body_is_refused() -> None:
 
 
 def test_excessive_depth_is_refused() -> None:
-    inner = b"<extension url=\"http://x\">" * 300 + b"</extension>" * 300
+    inner = b'<extension url="http://x">' * 300 + b"</extension>" * 300
     with pytest.raises(XmlFormatError):
         parse_fhir_xml(b'<Patient xmlns="http://hl7.org/fhir">' + inner + b"</Patient>")
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import __version__
+from .audit import AuditTrail, NullAuditor
 from .auth.tokens import TokenVerifier
 from .config import Settings, get_settings
 from .policy.access import AccessControl, TokenAccess
@@ -28,10 +29,11 @@ def create_app(
     database: Database | None = None,
     *,
     access: AccessControl | None = None,
+    auditing: bool = True,
 ) -> FastAPI:
     """Build the app. ``database`` is created from ``settings.mongodb_url`` when not given;
     ``access`` defaults to bearer tokens + the DMP policy (tests of the REST mechanics pass
-    ``OpenAccess()``)."""
+    ``OpenAccess()``); ``auditing=False`` exists for the reference benchmark only."""
     settings = settings or get_settings()
     matrix = load_matrix()
 
@@ -48,10 +50,16 @@ def create_app(
         await db.ensure_indexes(index_fields())
         app.state.database = db
         app.state.store = ResourceStore(db)
-        app.state.access = access or TokenAccess(TokenVerifier(settings), app.state.store, matrix)
+        trail = AuditTrail(db, base_url=settings.base_url)
+        await trail.start()
+        app.state.audit = trail if auditing else NullAuditor()
+        app.state.access = access or TokenAccess(
+            TokenVerifier(settings), app.state.store, matrix, app.state.audit
+        )
         try:
             yield
         finally:
+            await trail.stop()
             if owned:
                 await db.close()
 

@@ -34,6 +34,7 @@ def _database_url(settings: Settings, stack: ExitStack, *, persistent: bool) -> 
 
 
 async def _load(settings: Settings, paths: Sequence[Path]) -> int:
+    from .audit import AuditTrail
     from .auth.caller import system_caller
     from .loader import load_paths
     from .policy.base import Unrestricted
@@ -49,7 +50,11 @@ async def _load(settings: Settings, paths: Sequence[Path]) -> int:
         await database.ensure_indexes(index_fields())
         # Loading is an internal job: explicit, unrestricted, never reachable from HTTP.
         repository = Repository(
-            ResourceStore(database), settings, Unrestricted(system_caller("load")), load_matrix()
+            ResourceStore(database),
+            settings,
+            Unrestricted(system_caller("load")),
+            load_matrix(),
+            AuditTrail(database, base_url=settings.base_url),
         )
         counts = await load_paths(repository, paths)
     finally:

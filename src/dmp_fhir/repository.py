@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
+from .audit import AuditRecord, Auditor
+from .audit.events import OUTCOME_MINOR_FAILURE, OUTCOME_SERIOUS_FAILURE
 from .config import Settings
-from .errors import BadRequest, Gone, MethodNotAllowed, NotFound, PreconditionFailed
+from .errors import BadRequest, FhirError, Gone, MethodNotAllowed, NotFound, PreconditionFailed
 from .policy.base import AccessPolicy, WriteAction
 from .policy.fields import policy_fields
 from .policy.matrix import AccessMatrix
@@ -70,11 +74,14 @@ class Repository:
         settings: Settings,
         policy: AccessPolicy,
         matrix: AccessMatrix,
+        audit: Auditor,
     ) -> None:
         self.store = store
         self.settings = settings
         self.policy = policy
         self.matrix = matrix
+        self.audit = audit
+        self._record: AuditRecord | None = None
         self.search_engine = SearchEngine(
             store,
             base_url=settings.base_url,
@@ -82,6 +89,48 @@ class Repository:
             default_count=settings.default_page_size,
             max_count=settings.max_page_size,
         )
+
+    # -- audit ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _audited(
+        self, interaction: str, rtype: str, *, query: str | None = None
+    ) -> AsyncIterator[AuditRecord]:
+        """One AuditEvent per public call, on success and on failure (nested calls share it).
+
+        The answer waits until the event is stored: no access goes unrecorded.
+        """
+        if self._record is not None:
+            yield self._record
+            return
+        record = AuditRecord(interaction, rtype, caller=self.policy.caller, query=query)
+        self._record = record
+        try:
+            yield record
+        except FhirError as exc:
+            record.outcome = OUTCOME_MINOR_FAILURE if exc.status < 500 else OUTCOME_SERIOUS_FAILURE
+            record.outcome_desc = f"{exc.status}: {exc.diagnostics}"
+            if _audited_type(rtype) or record.patients:
+                await self.audit.record(record)
+            raise
+        finally:
+            self._record = None
+        if _audited_type(rtype) or record.patients:
+            await self.audit.record(record)
+
+    def _note(self, rtype: str, doc: dict[str, Any], *, version: bool = True) -> None:
+        """Add a touched resource (and its patient and labels) to the current audit record."""
+        record = self._record
+        if record is None:
+            return
+        pid = doc.get("_p_patient")
+        if isinstance(pid, str):
+            record.patients.add(pid)
+        rid = doc.get("_rid", doc.get("_id"))
+        ref = f"{rtype}/{rid}" + (f"/_history/{doc['_v']}" if version and "_v" in doc else "")
+        if ref not in record.entities:
+            record.entities.append(ref)
+        record.labels.update(doc.get("_p_labels") or ())
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -127,6 +176,7 @@ class Repository:
 
     async def _require_visible(self, rtype: str, doc: dict[str, Any], what: str) -> None:
         """404 for what the caller may not see (403 when the whole record is refused)."""
+        self._note(rtype, doc)
         pid = doc.get("_p_patient")
         await self.policy.prepare({pid} if isinstance(pid, str) else set())
         if not await self._visible(rtype, doc):
@@ -139,14 +189,21 @@ class Repository:
         self, type_name: str, params: list[tuple[str, str]], *, strict: bool = False
     ) -> tuple[SearchRequest, SearchResult]:
         rtype = resource_type(type_name)
-        self.policy.require(rtype.name, "s")
-        focus = await self._focus_patients(rtype.name, params)
-        if focus:
-            await self.policy.check_focus(focus)
-        else:
-            await self.policy.prepare()
-        request = await self.search_engine.compile(rtype.name, params, strict=strict)
-        return request, await self.search_engine.execute(request)
+        async with self._audited("search-type", rtype.name, query=urlencode(params)) as record:
+            self.policy.require(rtype.name, "s")
+            focus = await self._focus_patients(rtype.name, params)
+            record.patients.update(focus)
+            if focus:
+                await self.policy.check_focus(focus)
+            else:
+                await self.policy.prepare()
+            request = await self.search_engine.compile(rtype.name, params, strict=strict)
+            result = await self.search_engine.execute(request)
+            for doc in result.matches:
+                self._note(rtype.name, doc)
+            for included_type, doc in result.included:
+                self._note(included_type, doc)
+            return request, result
 
     async def _focus_patients(self, rtype: str, params: list[tuple[str, str]]) -> set[str]:
         """The patients a search names explicitly (the policy then decides for them alone)."""
@@ -200,6 +257,11 @@ class Repository:
 
     async def read(self, type_name: str, rid: str) -> StoredVersion:
         rtype = resource_type(type_name)
+        async with self._audited("read", rtype.name):
+            return await self._read(rtype, rid)
+
+    async def _read(self, rtype: ResourceType, rid: str) -> StoredVersion:
+        type_name = rtype.name
         self.policy.require(rtype.name, "r")
         doc = await self.store.read_doc(rtype.name, {"_id": check_id(rid)})
         if doc is None:
@@ -216,6 +278,11 @@ class Repository:
     async def read_any_version(self, type_name: str, rid: str) -> StoredVersion:
         """The current version or tombstone: history stays readable after a delete."""
         rtype = resource_type(type_name)
+        async with self._audited("read", rtype.name):
+            return await self._read_any_version(rtype, rid)
+
+    async def _read_any_version(self, rtype: ResourceType, rid: str) -> StoredVersion:
+        type_name = rtype.name
         self.policy.require(rtype.name, "r")
         doc = await self.store.read_doc(rtype.name, {"_id": check_id(rid)})
         if doc is None:
@@ -229,6 +296,11 @@ class Repository:
 
     async def vread(self, type_name: str, rid: str, version: str) -> StoredVersion:
         rtype = resource_type(type_name)
+        async with self._audited("vread", rtype.name):
+            return await self._vread(rtype, rid, version)
+
+    async def _vread(self, rtype: ResourceType, rid: str, version: str) -> StoredVersion:
+        type_name = rtype.name
         self.policy.require(rtype.name, "r")
         if not version.isdigit():
             raise NotFound(f"Version '{version}' of {type_name}/{rid} is not known.")
@@ -236,7 +308,7 @@ class Repository:
         if doc is None:
             raise NotFound(f"Version {version} of {type_name}/{rid} is not known.")
         if doc.get("_deleted"):
-            await self.read_any_version(type_name, rid)
+            await self._read_any_version(rtype, rid)
             raise Gone(f"Version {version} of {type_name}/{rid} is a deletion.")
         await self._require_visible(rtype.name, doc, f"Version {version} of {type_name}/{rid}")
         return StoredVersion.from_doc(rtype.name, doc)
@@ -247,6 +319,8 @@ class Repository:
         """The policy check run by the store against the current state, on every attempt."""
 
         async def guard(current: dict[str, Any] | None) -> None:
+            if new is not None:
+                self._note(rtype, new, version=False)
             if current is not None:
                 await self._require_visible(rtype, current, f"{rtype}/{current['_id']}")
             if new is None and current is None:
@@ -260,20 +334,22 @@ class Repository:
         """Create with a server-assigned id (the body's id, if any, is ignored as FHIR says)."""
         rtype = resource_type(type_name)
         self._writable(rtype)
-        self.policy.require(rtype.name, "c")
-        resource = check_resource(body, expected_type=rtype.name)
-        new_id = rid or str(uuid.uuid4())
-        resource = {**resource, "id": new_id}
-        fields = await self._fields(rtype.name, resource)
-        stored = await self.store.write(
-            rtype.name,
-            new_id,
-            resource,
-            fields,
-            create_only=True,
-            guard=self._guard(rtype.name, {"resource": resource, **fields}),
-        )
-        return WriteResult(stored, created=True)
+        async with self._audited("create", rtype.name) as record:
+            self.policy.require(rtype.name, "c")
+            resource = check_resource(body, expected_type=rtype.name)
+            new_id = rid or str(uuid.uuid4())
+            resource = {**resource, "id": new_id}
+            fields = await self._fields(rtype.name, resource)
+            stored = await self.store.write(
+                rtype.name,
+                new_id,
+                resource,
+                fields,
+                create_only=True,
+                guard=self._guard(rtype.name, {"_rid": new_id, "resource": resource, **fields}),
+            )
+            record.entities = [f"{rtype.name}/{new_id}/_history/{stored.version}"]
+            return WriteResult(stored, created=True)
 
     async def update(
         self,
@@ -287,46 +363,54 @@ class Repository:
         """Update, or create with the client's id when the resource does not exist yet."""
         rtype = resource_type(type_name)
         self._writable(rtype)
-        self.policy.require(rtype.name, "u")
-        check_id(rid)
-        resource = check_resource(body, expected_type=rtype.name)
-        body_id = resource.get("id")
-        if body_id is None:
-            raise BadRequest(
-                "An update must carry the resource id in the body.",
-                code="required",
-                expression=(f"{rtype.name}.id",),
+        async with self._audited("update", rtype.name) as record:
+            self.policy.require(rtype.name, "u")
+            check_id(rid)
+            resource = check_resource(body, expected_type=rtype.name)
+            body_id = resource.get("id")
+            if body_id is None:
+                raise BadRequest(
+                    "An update must carry the resource id in the body.",
+                    code="required",
+                    expression=(f"{rtype.name}.id",),
+                )
+            if body_id != rid:
+                raise BadRequest(
+                    f"The body's id '{body_id}' does not match the URL's id '{rid}'.",
+                    code="invalid",
+                    expression=(f"{rtype.name}.id",),
+                )
+            fields = await self._fields(rtype.name, resource)
+            stored = await self.store.write(
+                rtype.name,
+                rid,
+                resource,
+                fields,
+                if_match=if_match,
+                skip_unchanged=skip_unchanged,
+                guard=self._guard(rtype.name, {"_rid": rid, "resource": resource, **fields}),
             )
-        if body_id != rid:
-            raise BadRequest(
-                f"The body's id '{body_id}' does not match the URL's id '{rid}'.",
-                code="invalid",
-                expression=(f"{rtype.name}.id",),
-            )
-        fields = await self._fields(rtype.name, resource)
-        stored = await self.store.write(
-            rtype.name,
-            rid,
-            resource,
-            fields,
-            if_match=if_match,
-            skip_unchanged=skip_unchanged,
-            guard=self._guard(rtype.name, {"resource": resource, **fields}),
-        )
-        return WriteResult(stored, created=stored.version == 1 and stored.changed)
+            if stored.version == 1 and stored.changed:
+                record.interaction = "create"
+            record.entities = [f"{rtype.name}/{rid}/_history/{stored.version}"]
+            return WriteResult(stored, created=stored.version == 1 and stored.changed)
 
     async def delete(self, type_name: str, rid: str, *, if_match: int | None = None) -> StoredVersion:
         rtype = resource_type(type_name)
         self._writable(rtype)
-        self.policy.require(rtype.name, "d")
-        return await self.store.write(
-            rtype.name,
-            check_id(rid),
-            None,
-            {},
-            if_match=if_match,
-            guard=self._guard(rtype.name, None),
-        )
+        async with self._audited("delete", rtype.name) as record:
+            self.policy.require(rtype.name, "d")
+            stored = await self.store.write(
+                rtype.name,
+                check_id(rid),
+                None,
+                {},
+                if_match=if_match,
+                guard=self._guard(rtype.name, None),
+            )
+            if stored.version:
+                record.entities = [f"{rtype.name}/{rid}/_history/{stored.version}"]
+            return stored
 
     # -- history ----------------------------------------------------------------------
 
@@ -342,9 +426,22 @@ class Repository:
         """One page of versions, newest first, and the cursor of the next page (keyset paging:
         inserts between pages shift nothing)."""
         rtype = resource_type(type_name)
+        interaction = "history-instance" if rid is not None else "history-type"
+        async with self._audited(interaction, rtype.name):
+            return await self._history(rtype, rid, count=count, cursor=cursor, since=since)
+
+    async def _history(
+        self,
+        rtype: ResourceType,
+        rid: str | None,
+        *,
+        count: int,
+        cursor: str | None,
+        since: datetime | None,
+    ) -> tuple[list[StoredVersion], str | None]:
         self.policy.require(rtype.name, "r")
         if rid is not None:
-            await self.read_any_version(type_name, rid)
+            await self._read_any_version(rtype, rid)
         else:
             await self.policy.prepare()
         scope = self.policy.scope(rtype.name)
@@ -370,6 +467,8 @@ class Repository:
         docs = await self.store.find(
             rtype.name, merge(query, scope), sort=sort, limit=count + 1, history=True
         )
+        for doc in docs[:count]:
+            self._note(rtype.name, doc)
         versions = [StoredVersion.from_doc(rtype.name, doc) for doc in docs]
         if len(versions) <= count:
             return versions, None
@@ -378,6 +477,11 @@ class Repository:
             return versions[:count], str(last.version)
         millis = (last.last_updated - _EPOCH) // timedelta(milliseconds=1)
         return versions[:count], f"{millis}|{last.id}/{last.version}"
+
+
+def _audited_type(rtype: str) -> bool:
+    """Patient data is audited; reading the audit trail itself and the directory are not."""
+    return rtype in {"Patient", "DocumentReference", "List", "Consent", "Binary"}
 
 
 def _int_cursor(cursor: str) -> int:

@@ -10,10 +10,15 @@ validate.  Parsing yields the JSON a client would have sent, invalid or not, so 
 JSON validator can report problems with JSON paths; rendering works on partial
 resources (``_elements`` / ``_summary`` subsets) as well as complete ones.
 
+Rendering writes the XML text directly (attribute escaping, a final check for
+characters XML cannot carry); lxml is only used to parse, and to re-serialise the
+narrative div after a safe parse.
+
 Security: XML is parsed by a hardened lxml parser (no entity resolution, no DTD
 loading, no network, no huge trees, a resolver that refuses every external load)
 and any document carrying a DOCTYPE, an entity or a processing instruction is
-refused.  Nothing is ever read from disk or network.  XHTML narrative is kept as a
+refused.  (Never pass ``collect_ids=False`` to the parser: with it libxml2 loads the
+external DTD subset of a document.)  Nothing is ever read from disk or network.  XHTML narrative is kept as a
 string and never interpreted.
 
 Importing this module is cheap (lxml only); the fhir.resources models are loaded
@@ -41,7 +46,6 @@ _F_LEN: Final = len(_F)
 _X: Final = "{" + XHTML_NS + "}"
 _XHTML_DIV: Final = _X + "div"
 _XSI: Final = "{http://www.w3.org/2001/XMLSchema-instance}"
-_FHIR_NSMAP: Final = {None: FHIR_NS}
 _XHTML_NSMAP: Final = {None: XHTML_NS}
 _XML_DECLARATION: Final = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
@@ -85,9 +89,7 @@ class _Elem:
 
     __slots__ = ("jtype", "kind", "model", "name", "order", "repeats", "tag")
 
-    def __init__(
-        self, name: str, order: int, repeats: bool, kind: int, jtype: int, model: Any
-    ) -> None:
+    def __init__(self, name: str, order: int, repeats: bool, kind: int, jtype: int, model: Any) -> None:
         self.name = name
         self.tag = _F + name
         self.order = order
@@ -184,11 +186,17 @@ def _info(model: Any) -> _TypeInfo:
     return info
 
 
+_ELEMENT_INFO: _TypeInfo | None = None
+
+
 def _element_info() -> _TypeInfo:
     """Metadata of ``Element``: what a primitive's ``_name`` object may hold."""
-    from fhir.resources.R4B.element import Element
+    global _ELEMENT_INFO
+    if _ELEMENT_INFO is None:
+        from fhir.resources.R4B.element import Element
 
-    return _info(Element)
+        _ELEMENT_INFO = _info(Element)
+    return _ELEMENT_INFO
 
 
 def _resource_info(name: str) -> _TypeInfo | None:
@@ -240,7 +248,7 @@ def _parser() -> Any:
             dtd_validation=False,
             huge_tree=False,
             attribute_defaults=False,
-            collect_ids=False,
+            # NB: never pass collect_ids=False: it makes libxml2 load the external DTD subset.
             remove_comments=True,
             remove_pis=False,
         )
@@ -295,9 +303,7 @@ def _reject_node(node: Any) -> None:
 
 def _check_text(text: str | None, el: Any) -> None:
     if text is not None and not text.isspace():
-        raise XmlFormatError(
-            f"text content is not allowed in FHIR element <{_local(el.tag)}>{_line(el)}"
-        )
+        raise XmlFormatError(f"text content is not allowed in FHIR element <{_local(el.tag)}>{_line(el)}")
 
 
 def _convert(raw: str, jtype: int) -> Any:
@@ -347,9 +353,7 @@ def _read_attributes(el: Any, info: _TypeInfo, out: dict[str, Any]) -> None:
         elif key == "url" and info.attr_url:
             out["url"] = value
         elif not key.startswith(_XSI):
-            raise XmlFormatError(
-                f"attribute {_local(key)!r} is not allowed on <{_local(el.tag)}>{_line(el)}"
-            )
+            raise XmlFormatError(f"attribute {_local(key)!r} is not allowed on <{_local(el.tag)}>{_line(el)}")
 
 
 def _read_children(el: Any, info: _TypeInfo, out: dict[str, Any]) -> None:
@@ -369,9 +373,7 @@ def _read_children(el: Any, info: _TypeInfo, out: dict[str, Any]) -> None:
             if tag == _XHTML_DIV and div is not None and div.kind == _XHTML:
                 _put(out, "div", _xhtml_string(child), False)
                 continue
-            raise XmlFormatError(
-                f"element <{_local(tag)}> is not in the FHIR namespace{_line(child)}"
-            )
+            raise XmlFormatError(f"element <{_local(tag)}> is not in the FHIR namespace{_line(child)}")
         name = tag[_F_LEN:]
         elem = elements.get(name)
         if elem is None:
@@ -404,9 +406,7 @@ def _read_children(el: Any, info: _TypeInfo, out: dict[str, Any]) -> None:
         elif kind == _RESOURCE:
             _put(out, name, _read_wrapped_resource(child), elem.repeats)
         else:
-            raise XmlFormatError(
-                f"narrative <div> must be in the XHTML namespace {XHTML_NS}{_line(child)}"
-            )
+            raise XmlFormatError(f"narrative <div> must be in the XHTML namespace {XHTML_NS}{_line(child)}")
     if lists:
         for name, (values, exts) in lists.items():
             for value in values:
@@ -428,13 +428,11 @@ def _read_primitive(el: Any, jtype: int) -> tuple[Any, dict[str, Any] | None]:
         elif key == "id":
             ext = {"id": value}
         elif not key.startswith(_XSI):
-            raise XmlFormatError(
-                f"attribute {_local(key)!r} is not allowed on <{_local(el.tag)}>{_line(el)}"
-            )
+            raise XmlFormatError(f"attribute {_local(key)!r} is not allowed on <{_local(el.tag)}>{_line(el)}")
     if len(el):
         if ext is None:
             ext = {}
-        _read_children(el, _element_info(), ext)
+        _read_children(el, _ELEMENT_INFO or _element_info(), ext)
         if not ext:
             ext = None
     else:
@@ -446,8 +444,7 @@ def _read_wrapped_resource(wrapper: Any) -> dict[str, Any]:
     for key in wrapper.attrib:
         if not key.startswith(_XSI):
             raise XmlFormatError(
-                f"attribute {_local(key)!r} is not allowed on <{_local(wrapper.tag)}>"
-                f"{_line(wrapper)}"
+                f"attribute {_local(key)!r} is not allowed on <{_local(wrapper.tag)}>{_line(wrapper)}"
             )
     _check_text(wrapper.text, wrapper)
     found: Any = None
@@ -460,9 +457,7 @@ def _read_wrapped_resource(wrapper: Any) -> dict[str, Any]:
         found = child
         count += 1
     if count != 1:
-        raise XmlFormatError(
-            f"<{_local(wrapper.tag)}> must contain exactly one resource{_line(wrapper)}"
-        )
+        raise XmlFormatError(f"<{_local(wrapper.tag)}> must contain exactly one resource{_line(wrapper)}")
     return _read_resource(found)
 
 
@@ -496,9 +491,7 @@ def _read_generic(el: Any) -> Any:
             continue
         _check_text(child.tail, el)
         if not tag.startswith(_F):
-            raise XmlFormatError(
-                f"element <{_local(tag)}> is not in the FHIR namespace{_line(child)}"
-            )
+            raise XmlFormatError(f"element <{_local(tag)}> is not in the FHIR namespace{_line(child)}")
         _put(obj, tag[_F_LEN:], _read_generic(child), False)
     if list(obj) == ["value"]:
         return obj["value"]
@@ -515,9 +508,7 @@ def _copy_xhtml(src: Any, parent: Any, adopt: bool) -> Any:
         if adopt and not tag.startswith("{"):
             tag = _X + tag
         else:
-            raise XmlFormatError(
-                f"element <{_local(tag)}> in the narrative is not XHTML{_line(src)}"
-            )
+            raise XmlFormatError(f"element <{_local(tag)}> in the narrative is not XHTML{_line(src)}")
     el = etree.Element(tag, nsmap=_XHTML_NSMAP) if parent is None else etree.SubElement(parent, tag)
     for key, value in src.items():
         el.set(key, value)
@@ -530,9 +521,13 @@ def _copy_xhtml(src: Any, parent: Any, adopt: bool) -> Any:
     return el
 
 
-def _xhtml_string(div: Any) -> str:
-    result: str = etree.tostring(_copy_xhtml(div, None, False), encoding="unicode")
+def _xhtml_string_of(div: Any) -> str:
+    result: str = etree.tostring(div, encoding="unicode")
     return result
+
+
+def _xhtml_string(div: Any) -> str:
+    return _xhtml_string_of(_copy_xhtml(div, None, False))
 
 
 def parse_fhir_xml(body: bytes, *, max_bytes: int | None = None) -> dict[str, Any]:
@@ -583,32 +578,58 @@ def _format_value(value: Any, path: str) -> str:
     raise ValueError(f"{path}: expected a primitive value, got {type(value).__name__}")
 
 
+_ATTR_SPECIAL = re.compile(r'[&<>"\n\r\t]')
+# Characters XML 1.0 cannot carry at all (checked once on the whole rendered document).
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _escape(value: str) -> str:
+    """Escape an attribute value; newlines and tabs survive attribute normalisation."""
+    if _ATTR_SPECIAL.search(value) is None:
+        return value
+    return (
+        value.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("\n", "&#10;")
+        .replace("\r", "&#13;")
+        .replace("\t", "&#9;")
+    )
+
+
 def _attribute(value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{path}: expected a string, got {type(value).__name__}")
-    return value
+    return _escape(value)
 
 
-def _render_resource(parent: Any, obj: Any, path: str) -> Any:
-    if not isinstance(obj, dict):
+def _render_resource(out: list[str], obj: Any, path: str, indent: str | None, root: bool) -> None:
+    if type(obj) is not dict:
         raise ValueError(f"{path}: expected a resource object")
     resource_type = obj.get("resourceType")
     if not isinstance(resource_type, str):
-        raise ValueError(f"{path}: resource without resourceType")
+        raise ValueError(f"{path or 'resource'}: resource without resourceType")
     info = _resource_info(resource_type)
     if info is None:
-        raise ValueError(f"{path}: unknown resource type {resource_type!r}")
-    tag = _F + resource_type
-    el = etree.Element(tag, nsmap=_FHIR_NSMAP) if parent is None else etree.SubElement(parent, tag)
-    _render_content(el, obj, info, path or resource_type)
-    return el
+        raise ValueError(f"{path or 'resource'}: unknown resource type {resource_type!r}")
+    extra = f' xmlns="{FHIR_NS}"' if root else ""
+    _render_object(out, resource_type, obj, info, path or resource_type, indent, extra)
 
 
-def _render_content(el: Any, obj: Any, info: _TypeInfo, path: str) -> None:
-    if not isinstance(obj, dict):
+def _render_object(
+    out: list[str], tag: str, obj: Any, info: _TypeInfo, path: str, indent: str | None, extra: str
+) -> None:
+    """Write ``<tag ...>children</tag>`` for a JSON object of FHIR type ``info``.
+
+    ``indent`` is None for compact output, else the newline + indentation of this element.
+    ``extra`` holds attributes written after ``id`` / ``url`` (a primitive's ``value``).
+    """
+    if type(obj) is not dict:
         raise ValueError(f"{path}: expected an object, got {type(obj).__name__}")
     keys = info.keys
     todo: list[_Elem] = []
+    attrs = ""
     for key, value in obj.items():
         elem = keys.get(key)
         if elem is not None:
@@ -616,13 +637,19 @@ def _render_content(el: Any, obj: Any, info: _TypeInfo, path: str) -> None:
         elif key == "resourceType" and info.is_resource:
             continue
         elif key == "id" and info.attr_id:
-            el.set("id", _attribute(value, f"{path}.id"))
+            attrs = f' id="{_attribute(value, f"{path}.id")}"{attrs}'
         elif key == "url" and info.attr_url:
-            el.set("url", _attribute(value, f"{path}.url"))
+            attrs += f' url="{_attribute(value, f"{path}.url")}"'
         else:
             raise ValueError(f"{path}: unknown element {key!r} for {info.name}")
+    if indent is not None:
+        out.append(indent)
+    out.append(f"<{tag}{attrs}{extra}")
+    mark = len(out)
+    out.append(">")
     if len(todo) > 1:
         todo.sort(key=_ORDER)
+    inner = None if indent is None else indent + "  "
     previous: _Elem | None = None
     for elem in todo:
         if elem is previous:  # ``name`` and ``_name`` of one primitive
@@ -632,110 +659,122 @@ def _render_content(el: Any, obj: Any, info: _TypeInfo, path: str) -> None:
         kind = elem.kind
         if kind == _PRIMITIVE:
             if elem.repeats:
-                _render_primitive_list(el, elem, obj.get(name), obj.get("_" + name), path)
+                _render_primitive_list(out, elem, obj.get(name), obj.get("_" + name), path, inner)
             else:
-                _render_primitive(
-                    el, elem.tag, obj.get(name), obj.get("_" + name), f"{path}.{name}"
-                )
+                _render_primitive(out, name, obj.get(name), obj.get("_" + name), f"{path}.{name}", inner)
             continue
         value = obj[name]
         if value is None:
             continue
         if kind == _XHTML:
-            el.append(_narrative_div(value, f"{path}.{name}"))
+            if inner is not None:
+                out.append(inner)
+            out.append(_narrative_div(value, f"{path}.{name}"))
             continue
         if elem.repeats:
-            if not isinstance(value, list):
+            if type(value) is not list:
                 raise ValueError(f"{path}.{name}: expected an array")
             items: list[Any] = value
         else:
-            if isinstance(value, list):
+            if type(value) is list:
                 raise ValueError(f"{path}.{name}: expected a single value, got an array")
             items = [value]
         if kind == _COMPLEX:
             sub_info = _info(elem.model)
             for index, item in enumerate(items):
                 item_path = f"{path}.{name}[{index}]" if elem.repeats else f"{path}.{name}"
-                _render_content(etree.SubElement(el, elem.tag), item, sub_info, item_path)
+                _render_object(out, name, item, sub_info, item_path, inner, "")
         else:
+            deeper = None if inner is None else inner + "  "
             for index, item in enumerate(items):
                 item_path = f"{path}.{name}[{index}]" if elem.repeats else f"{path}.{name}"
-                _render_resource(etree.SubElement(el, elem.tag), item, item_path)
+                if inner is not None:
+                    out.append(inner)
+                out.append(f"<{name}>")
+                _render_resource(out, item, item_path, deeper, False)
+                if inner is not None:
+                    out.append(inner)
+                out.append(f"</{name}>")
+    if len(out) == mark + 1:
+        out[mark] = "/>"
+    else:
+        if indent is not None:
+            out.append(indent)
+        out.append(f"</{tag}>")
 
 
-def _render_primitive(parent: Any, tag: str, value: Any, ext: Any, path: str) -> None:
-    if value is None and ext is None:
-        return
-    el = etree.SubElement(parent, tag)
-    if type(ext) is dict and "id" in ext:  # conventional attribute order: id, value
-        el.set("id", _attribute(ext["id"], f"_{path}.id"))
-    if value is not None:
-        el.set("value", _format_value(value, path))
-    if ext is not None:
-        _render_content(el, ext, _element_info(), "_" + path)
+def _render_primitive(out: list[str], name: str, value: Any, ext: Any, path: str, indent: str | None) -> None:
+    if value is None:
+        if ext is None:
+            return
+        value_attr = ""
+    else:
+        value_attr = f' value="{_escape(_format_value(value, path))}"'
+    if ext is None:
+        if indent is not None:
+            out.append(indent)
+        out.append(f"<{name}{value_attr}/>")
+    else:
+        _render_object(out, name, ext, _ELEMENT_INFO or _element_info(), "_" + path, indent, value_attr)
 
 
-def _render_primitive_list(parent: Any, elem: _Elem, values: Any, exts: Any, path: str) -> None:
+def _render_primitive_list(
+    out: list[str], elem: _Elem, values: Any, exts: Any, path: str, indent: str | None
+) -> None:
     name = elem.name
     if values is None:
         values = ()
-    elif not isinstance(values, list):
+    elif type(values) is not list:
         raise ValueError(f"{path}.{name}: expected an array")
     if exts is None:
         exts = ()
-    elif not isinstance(exts, list):
+    elif type(exts) is not list:
         raise ValueError(f"{path}._{name}: expected an array")
     count_values = len(values)
     count_exts = len(exts)
     for index in range(max(count_values, count_exts)):
         _render_primitive(
-            parent,
-            elem.tag,
+            out,
+            name,
             values[index] if index < count_values else None,
             exts[index] if index < count_exts else None,
             f"{path}.{name}[{index}]",
+            indent,
         )
 
 
-def _narrative_div(value: Any, path: str) -> Any:
+def _narrative_div(value: Any, path: str) -> str:
+    """The narrative re-serialised after a safe parse (XHTML default namespace)."""
     if not isinstance(value, str):
         raise ValueError(f"{path}: the narrative div must be a string")
     try:
         root = _parse_document(value.encode("utf-8"), path)
         if root.tag not in (_XHTML_DIV, "div"):
             raise XmlFormatError(f"{path}: the narrative must be an XHTML <div>")
-        return _copy_xhtml(root, None, True)
+        return _xhtml_string_of(_copy_xhtml(root, None, True))
     except XmlFormatError as exc:
         raise ValueError(str(exc)) from None
-
-
-def _indent(el: Any, level: int) -> None:
-    """Pretty-print indentation that leaves XHTML narrative content untouched."""
-    if not len(el):
-        return
-    inner = "\n" + "  " * (level + 1)
-    el.text = inner
-    child: Any = None
-    for child in el:
-        if child.tag != _XHTML_DIV:
-            _indent(child, level + 1)
-        child.tail = inner
-    child.tail = "\n" + "  " * level
 
 
 def render_fhir_xml(resource: dict[str, Any], *, pretty: bool = False) -> bytes:
     """Convert a FHIR JSON resource (possibly partial) into FHIR XML bytes.
 
     Elements are written in FHIR order, whatever the key order of ``resource``.
-    Raises ValueError for keys the FHIR type does not define, unknown resource
-    types, values of the wrong JSON shape and a narrative div that is not
-    well-formed XHTML.
+    The input is never validated against the model, so ``_elements`` / ``_summary``
+    subsets render fine.  Raises ValueError for keys the FHIR type does not define,
+    unknown resource types, values of the wrong JSON shape, characters XML cannot
+    carry and a narrative div that is not well-formed XHTML.
     """
+    out: list[str] = []
     try:
-        root = _render_resource(None, resource, "")
+        _render_resource(out, resource, "", "\n" if pretty else None, True)
     except RecursionError:
         raise ValueError("resource is nested too deeply") from None
     if pretty:
-        _indent(root, 0)
-    xml: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=False)
-    return _XML_DECLARATION + xml + (b"\n" if pretty else b"")
+        out[0] = ""  # no blank line after the XML declaration
+        out.append("\n")
+    text = "".join(out)
+    bad = _NOT_XML_CHAR.search(text)
+    if bad is not None:
+        raise ValueError(f"character U+{ord(bad.group()):04X} cannot be represented in XML")
+    return _XML_DECLARATION + text.encode("utf-8")

@@ -6,7 +6,10 @@ from typing import Protocol
 
 from starlette.requests import Request
 
+from ..audit import AuditRecord, Auditor
+from ..audit.events import OUTCOME_MINOR_FAILURE
 from ..auth.caller import Caller, system_caller
+from ..errors import Unauthorized
 from ..storage.store import ResourceStore
 from .base import AccessPolicy, Unrestricted
 from .dmp import DmpPolicy
@@ -20,19 +23,34 @@ class Authenticator(Protocol):
 class AccessControl(Protocol):
     """Gives each request its policy."""
 
-    def policy_for(self, request: Request) -> AccessPolicy: ...
+    async def policy_for(self, request: Request) -> AccessPolicy: ...
 
 
 class TokenAccess:
     """Production: a verified bearer token, and the DMP rules."""
 
-    def __init__(self, authenticator: Authenticator, store: ResourceStore, matrix: AccessMatrix) -> None:
+    def __init__(
+        self, authenticator: Authenticator, store: ResourceStore, matrix: AccessMatrix, audit: Auditor
+    ) -> None:
         self.authenticator = authenticator
         self.store = store
         self.matrix = matrix
+        self.audit = audit
 
-    def policy_for(self, request: Request) -> AccessPolicy:
-        caller = self.authenticator.verify(request.headers.get("authorization"))
+    async def policy_for(self, request: Request) -> AccessPolicy:
+        try:
+            caller = self.authenticator.verify(request.headers.get("authorization"))
+        except Unauthorized as exc:
+            # Refused logins are part of the trail too (no patient is known yet).
+            await self.audit.record(
+                AuditRecord(
+                    "login",
+                    request.url.path.rsplit("/", 2)[-2] if "/" in request.url.path else "",
+                    outcome=OUTCOME_MINOR_FAILURE,
+                    outcome_desc=f"401: {exc.diagnostics}",
+                )
+            )
+            raise
         request.state.caller = caller
         return DmpPolicy(caller, self.store, self.matrix)
 
@@ -44,7 +62,7 @@ class OpenAccess:
     selects it.
     """
 
-    def policy_for(self, request: Request) -> AccessPolicy:
+    async def policy_for(self, request: Request) -> AccessPolicy:
         caller = system_caller("open-access")
         request.state.caller = caller
         return Unrestricted(caller)

@@ -43,14 +43,14 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
-def repository_of(request: Request) -> Repository:
+async def repository_of(request: Request) -> Repository:
     """A repository bound to this request's caller (401 without a valid token)."""
     cached = getattr(request.state, "repository", None)
     if isinstance(cached, Repository):
         return cached
     state = request.app.state
-    policy = state.access.policy_for(request)
-    repository = Repository(state.store, state.settings, policy, state.matrix)
+    policy = await state.access.policy_for(request)
+    repository = Repository(state.store, state.settings, policy, state.matrix, state.audit)
     request.state.repository = repository
     return repository
 

@@ -54,7 +54,7 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
     async def create(request: Request) -> Response:
         settings = settings_of(request)
         body = await read_resource_body(request, settings.max_body_bytes)
-        repo = repository_of(request)
+        repo = await repository_of(request)
         condition = request.headers.get("if-none-exist")
         if condition:
             existing = await repo.conditional_match(name, condition)
@@ -69,7 +69,8 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
 
     async def read(request: Request, rid: str) -> Response:
         fmt = choose_format(request)
-        found = await repository_of(request).read(name, rid)
+        repo = await repository_of(request)
+        found = await repo.read(name, rid)
         headers = version_headers(settings_of(request).base_url, found)
         del headers["Location"]
         if request.headers.get("if-none-match") == found.etag:
@@ -78,7 +79,8 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
 
     async def vread(request: Request, rid: str, vid: str) -> Response:
         fmt = choose_format(request)
-        found = await repository_of(request).vread(name, rid, vid)
+        repo = await repository_of(request)
+        found = await repo.vread(name, rid, vid)
         headers = version_headers(settings_of(request).base_url, found)
         del headers["Location"]
         return fhir_response(found.resource, fmt, headers=headers)
@@ -87,14 +89,16 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
         settings = settings_of(request)
         body = await read_resource_body(request, settings.max_body_bytes)
         if_match = parse_etag(request.headers.get("if-match"))
-        result = await repository_of(request).update(name, rid, body, if_match=if_match)
+        repo = await repository_of(request)
+        result = await repo.update(name, rid, body, if_match=if_match)
         status = 201 if result.created else 200
         return write_response(request, result.version, status=status, message=f"Updated {name}/{rid}.")
 
     async def delete(request: Request, rid: str) -> Response:
         fmt = choose_format(request)
         if_match = parse_etag(request.headers.get("if-match"))
-        version = await repository_of(request).delete(name, rid, if_match=if_match)
+        repo = await repository_of(request)
+        version = await repo.delete(name, rid, if_match=if_match)
         headers = {"ETag": version.etag} if version.version else {}
         message = f"Deleted {name}/{rid}." if version.changed else f"{name}/{rid} was already absent."
         outcome = operation_outcome([Issue("informational", message, severity="information")])
@@ -120,7 +124,7 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
 async def _history(request: Request, name: str, rid: str | None) -> Response:
     fmt = choose_format(request)
     settings = settings_of(request)
-    repo = repository_of(request)
+    repo = await repository_of(request)
     if rid is not None:
         await repo.read_any_version(name, rid)
     count = _count_param(request)

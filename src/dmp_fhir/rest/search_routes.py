@@ -19,7 +19,8 @@ async def run_search(request: Request, type_name: str, params: list[tuple[str, s
     fmt = choose_format(request)
     settings = settings_of(request)
     prefer = Prefer.parse(request.headers.get("prefer"))
-    req, result = await repository_of(request).search(type_name, params, strict=prefer.handling == "strict")
+    repo = await repository_of(request)
+    req, result = await repo.search(type_name, params, strict=prefer.handling == "strict")
     entries = [("match", shape(d["resource"], req.summary, req.elements)) for d in result.matches]
     entries += [("include", shape(d["resource"], req.summary, req.elements)) for _, d in result.included]
     base = settings.base_url

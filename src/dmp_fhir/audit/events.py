@@ -1,0 +1,138 @@
+"""AuditEvent resources in the spirit of IHE BALP (Basic Audit Log Patterns, RESTful events)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..auth.caller import Caller
+from ..storage.store import format_instant
+
+AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+RESTFUL = "http://hl7.org/fhir/restful-interaction"
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
+PROFESSION = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
+RPPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
+
+#: BALP: the action code of each interaction.
+ACTIONS = {
+    "create": "C",
+    "read": "R",
+    "vread": "R",
+    "update": "U",
+    "patch": "U",
+    "delete": "D",
+    "search-type": "E",
+    "history-instance": "R",
+    "history-type": "R",
+    "operation": "E",
+    "transaction": "E",
+    "batch": "E",
+    "login": "E",
+}
+OUTCOME_SUCCESS = "0"
+OUTCOME_MINOR_FAILURE = "4"
+OUTCOME_SERIOUS_FAILURE = "8"
+
+
+@dataclass
+class AuditRecord:
+    """What a repository method did, for whom, and how it ended."""
+
+    interaction: str
+    resource_type: str
+    caller: Caller | None = None
+    outcome: str = OUTCOME_SUCCESS
+    outcome_desc: str | None = None
+    patients: set[str] = field(default_factory=set)
+    entities: list[str] = field(default_factory=list)  # ``Type/id`` or ``Type/id/_history/n``
+    query: str | None = None
+    #: Visibility labels of the documents touched: the event is hidden exactly like them.
+    labels: set[str] = field(default_factory=set)
+    #: The event itself is hidden from the legal representatives (a minor's secret connection).
+    secret: bool = False
+
+
+def build_audit_event(record: AuditRecord, *, moment: datetime, source: str) -> dict[str, Any]:
+    """The AuditEvent resource for one record."""
+    caller = record.caller
+    purpose = caller.purpose_of_use if caller else "TREAT"
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": str(uuid.uuid4()),
+        "type": {"system": AUDIT_TYPE, "code": "rest", "display": "Restful Operation"},
+        "subtype": [{"system": RESTFUL, "code": record.interaction}],
+        "action": ACTIONS.get(record.interaction, "E"),
+        "recorded": format_instant(moment),
+        "outcome": record.outcome,
+        "purposeOfEvent": [{"coding": [{"system": ACT_REASON, "code": purpose}]}],
+        "agent": _agents(caller),
+        "source": {
+            "observer": {"display": source},
+            "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}],
+        },
+    }
+    if record.outcome_desc:
+        event["outcomeDesc"] = record.outcome_desc[:1000]
+    entities: list[dict[str, Any]] = [
+        {
+            "what": {"reference": f"Patient/{pid}"},
+            "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
+            "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
+        }
+        for pid in sorted(record.patients)
+    ]
+    entities += [
+        {
+            "what": {"reference": ref},
+            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+        }
+        for ref in record.entities[:200]
+    ]
+    if record.query is not None:
+        entities.append(
+            {
+                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
+                "description": record.resource_type,
+                "query": base64.b64encode(record.query.encode()).decode(),
+            }
+        )
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+def _agents(caller: Caller | None) -> list[dict[str, Any]]:
+    if caller is None:
+        return [{"requestor": True, "who": {"display": "unauthenticated"}}]
+    user: dict[str, Any] = {
+        "requestor": True,
+        "who": {"reference": caller.subject}
+        if "/" in caller.subject and not caller.subject.startswith("internal:")
+        else {"display": caller.subject},
+        "purposeOfUse": [{"coding": [{"system": ACT_REASON, "code": caller.purpose_of_use}]}],
+    }
+    if caller.rpps:
+        user["who"]["identifier"] = {"system": RPPS_SYSTEM, "value": caller.rpps}
+    if caller.profession:
+        user["role"] = [{"coding": [{"system": PROFESSION, "code": caller.profession}]}]
+    if caller.token_id:
+        user["altId"] = caller.token_id
+    agents = [user]
+    if caller.client_id:
+        agents.append(
+            {
+                "type": {"coding": [{"system": DCM, "code": "110150", "display": "Application"}]},
+                "requestor": False,
+                "who": {"display": caller.client_id},
+            }
+        )
+    return agents

@@ -1,0 +1,199 @@
+"""Writing the trail: group commit, so that no answer leaves before its event is stored.
+
+Each request awaits the batch that carries its event (one ``insert_many`` for everything the
+concurrent requests produced meanwhile): under load the cost per event falls, and an event is
+never lost because the answer waits for it. One writer task per process chains the events;
+across processes the unique ``_seq`` index decides, and a loser re-reads the head and re-chains.
+Events go to ``AuditEvent_history`` first (the append-only log the chain covers), then to the
+``AuditEvent`` collection that reads and searches use; start-up copies anything a crash left
+only in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from ..search.extract import extract_search_fields
+from ..storage import Database
+from ..storage.store import now_utc
+from .chain import GENESIS, ChainReport, event_hash, verify_chain
+from .events import AuditRecord, build_audit_event
+
+log = logging.getLogger(__name__)
+
+LOG = "AuditEvent_history"
+SERVED = "AuditEvent"
+MAX_BATCH = 500
+#: Labels an event inherits from the documents it touched (it is hidden like them).
+HIDING_LABELS = frozenset({"INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX"})
+SECRET_LABEL = "CONNEXION_SECRETE"
+
+
+class Auditor(Protocol):
+    async def record(self, record: AuditRecord) -> None: ...
+
+
+class NullAuditor:
+    """Records nothing: reference benchmarks only (auditing off)."""
+
+    async def record(self, record: AuditRecord) -> None:
+        return None
+
+
+class AuditTrail:
+    """The production auditor (see the module docstring)."""
+
+    def __init__(self, database: Database, *, base_url: str, source: str = "dmp-fhir") -> None:
+        self.database = database
+        self.base_url = base_url
+        self.source = source
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._head: tuple[int, str] | None = None
+
+    async def start(self) -> None:
+        db = self.database.db
+        existing = set((await db[LOG].index_information()).keys())
+        if "_seq_1" not in existing:
+            await db[LOG].create_index([("_seq", ASCENDING)], unique=True, name="_seq_1")
+        await self._repair()
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self._pending:  # flush what is left, in order
+            await self._flush(self._take())
+
+    async def record(self, record: AuditRecord) -> None:
+        moment = now_utc()
+        resource = build_audit_event(record, moment=moment, source=self.source)
+        labels = set(record.labels) & HIDING_LABELS
+        if record.secret:
+            labels.add(SECRET_LABEL)
+        fields = {
+            **extract_search_fields("AuditEvent", resource, base_url=self.base_url),
+            "_p_patient": sorted(record.patients),
+            "_p_labels": sorted(labels),
+            "_lu": moment,
+        }
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(({"resource": resource, **fields}, future))
+        self._wake.set()
+        if self._task is None:  # not started (internal tools): write it ourselves
+            await self._flush(self._take())
+        await future
+
+    def _take(self) -> list[tuple[dict[str, Any], asyncio.Future[None]]]:
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                await self._flush(self._take())
+
+    async def _flush(self, batch: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        try:
+            await self._append([doc for doc, _ in batch])
+        except Exception as exc:  # the requests waiting on this batch fail: nothing is lost silently
+            log.exception("audit write failed")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _load_head(self) -> tuple[int, str]:
+        db = self.database.db
+        docs = await db[LOG].find({}, {"_seq": 1, "_hash": 1}).sort("_seq", DESCENDING).limit(1).to_list(1)
+        return (int(docs[0]["_seq"]), str(docs[0]["_hash"])) if docs else (0, GENESIS)
+
+    async def _append(self, docs: list[dict[str, Any]]) -> None:
+        """Chain and store ``docs`` (log first, then the served copies)."""
+        db = self.database.db
+        remaining = docs
+        for _ in range(100):
+            if self._head is None:
+                self._head = await self._load_head()
+            seq, previous = self._head
+            chained: list[dict[str, Any]] = []
+            for doc in remaining:
+                seq += 1
+                resource = doc["resource"]
+                rid = resource["id"]
+                resource["meta"] = {"versionId": "1", "lastUpdated": resource["recorded"]}
+                digest = event_hash(previous, resource)
+                chained.append(
+                    {
+                        **doc,
+                        "_id": f"{rid}/1",
+                        "_rid": rid,
+                        "_v": 1,
+                        "_deleted": False,
+                        "_seq": seq,
+                        "_prev": previous,
+                        "_hash": digest,
+                    }
+                )
+                previous = digest
+            try:
+                await db[LOG].insert_many(chained, ordered=True)
+            except BulkWriteError as exc:
+                written = int(exc.details.get("nInserted", 0))
+                await self._serve(chained[:written])
+                remaining = remaining[written:]
+                self._head = None  # another process took the next link: re-read the head
+                continue
+            except DuplicateKeyError:
+                self._head = None
+                continue
+            self._head = (seq, previous)
+            await self._serve(chained)
+            return
+        raise RuntimeError("could not append to the audit chain (too much contention)")
+
+    async def _serve(self, chained: list[dict[str, Any]]) -> None:
+        if chained:
+            await self.database.db[SERVED].insert_many(
+                [{**doc, "_id": doc["_rid"]} for doc in chained], ordered=False
+            )
+
+    async def _repair(self) -> None:
+        """Copy to the served collection what a crash left only in the log."""
+        db = self.database.db
+        served = await db[SERVED].find({}, {"_seq": 1}).sort("_seq", DESCENDING).limit(1).to_list(1)
+        last = int(served[0]["_seq"]) if served and "_seq" in served[0] else 0
+        missing = await db[LOG].find({"_seq": {"$gt": last}}).sort("_seq", ASCENDING).to_list(None)
+        for doc in missing:
+            try:
+                await db[SERVED].insert_one({**doc, "_id": doc["_rid"]})
+            except DuplicateKeyError:
+                continue
+
+    async def verify(self) -> ChainReport:
+        db = self.database.db
+
+        async def log_in_order() -> AsyncIterator[Mapping[str, Any]]:
+            cursor = db[LOG].find({}).sort("_seq", ASCENDING)
+            async for doc in cursor:
+                yield doc
+
+        current = {doc["_rid"]: doc async for doc in db[SERVED].find({})}
+        return await verify_chain(log_in_order(), current)
