@@ -135,6 +135,11 @@ ORG_HCL = {
     "identifier": [{"system": FINESS, "value": "690781810"}],
     "name": "Hôpital Édouard Herriot",
 }  # fmt: skip
+ORG_LABO = {
+    "resourceType": "Organization", "id": "org-labo",
+    "identifier": [{"system": LOCAL, "value": "A|B,C"}],
+    "name": "Laboratoire Dupont, Fils & Cie",
+}  # fmt: skip
 ROLE_DURAND = {
     "resourceType": "PractitionerRole", "id": "role-durand",
     "practitioner": {"reference": "Practitioner/pr-durand"},
@@ -259,7 +264,7 @@ L3 = _list("l3", "p-lea", "submissionset", "retired", "DocumentReference/d3")
 
 #: In load order (referenced resources first); ``LEA_OLD`` is then replaced by ``LEA``.
 RESOURCES: tuple[dict[str, Any], ...] = (
-    PR_DURAND, PR_PETIT, ORG_HCL, ROLE_DURAND,
+    PR_DURAND, PR_PETIT, ORG_HCL, ORG_LABO, ROLE_DURAND,
     HELENE, LEA_OLD, LEA2, OEUVRAY, JEAN, JACQUES, MARC, ALEX, LAMBERT, NOSYS, LHOPITAL,
     DELETED_PATIENT,
     D1, D2, D3, D4, D5, DELETED_DOC,

@@ -96,6 +96,34 @@ def cmd_load(args: argparse.Namespace) -> int:
         return asyncio.run(_load(settings.model_copy(update={"mongodb_url": url}), args.paths))
 
 
+async def _verify_audit(settings: Settings) -> int:
+    from .audit import AuditTrail
+    from .storage import Database
+
+    assert settings.mongodb_url
+    database = Database(settings.mongodb_url, settings.db)
+    try:
+        await database.connect()
+        report = await AuditTrail(database, base_url=settings.base_url).verify()
+    finally:
+        await database.close()
+    if report.ok:
+        print(f"audit chain intact: {report.checked} events; head {report.head}")
+        return 0
+    print(
+        f"audit chain BROKEN at event #{report.broken_at} (AuditEvent/{report.event_id}): "
+        f"{report.reason}; {report.checked} events before it are intact"
+    )
+    return 1
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    with ExitStack() as stack:
+        url = _database_url(settings, stack, persistent=True)
+        return asyncio.run(_verify_audit(settings.model_copy(update={"mongodb_url": url})))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dmp-fhir",
@@ -126,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     load = sub.add_parser("load", help="load bundles or NDJSON files (idempotent)")
     load.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     load.set_defaults(func=cmd_load)
+
+    audit = sub.add_parser("audit", help="the audit trail: 'audit verify' checks its hash chain")
+    audit.add_argument("action", choices=["verify"])
+    audit.set_defaults(func=cmd_audit)
 
     add_token_command(sub)
     return parser

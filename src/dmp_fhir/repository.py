@@ -103,7 +103,10 @@ class Repository:
         if self._record is not None:
             yield self._record
             return
-        record = AuditRecord(interaction, rtype, caller=self.policy.caller, query=query)
+        caller = self.policy.caller
+        record = AuditRecord(
+            interaction, rtype, caller=caller, query=query, secret=caller.secret_connection
+        )
         self._record = record
         try:
             yield record

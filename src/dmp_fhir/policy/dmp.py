@@ -30,6 +30,7 @@ PATIENT_DATA_TYPES = frozenset({"Patient", "DocumentReference", "List", "Consent
 MASKED = "MASQUE_PS"
 INVISIBLE_PATIENT = "INVISIBLE_PATIENT"
 INVISIBLE_REPRESENTATIVES = "INVISIBLE_REPRESENTANTS_LEGAUX"
+SECRET_CONNECTION = "CONNEXION_SECRETE"  # on audit events of a minor's secret connection
 RECORDS = "dmp_record"  # one document per patient whose DMP is not simply open
 _NOTHING: dict[str, Any] = {"_id": {"$in": []}}
 _SCOPE_CONTEXT = {
@@ -156,12 +157,13 @@ class DmpPolicy:
             return None
         if rtype == "Patient":
             return {"_id": pid}
-        if rtype == "DocumentReference":
-            hidden = [INVISIBLE_PATIENT]
-            if self.caller.kind == "related-person":
-                hidden.append(INVISIBLE_REPRESENTATIVES)
+        hidden = [INVISIBLE_PATIENT]
+        if self.caller.kind == "related-person":
+            hidden += [INVISIBLE_REPRESENTATIVES, SECRET_CONNECTION]
+        if rtype in ("DocumentReference", "AuditEvent"):
+            # An event about a hidden document is hidden like the document.
             return {"_p_patient": pid, "_p_labels": {"$nin": hidden}}
-        if rtype in ("List", "Consent", "AuditEvent"):
+        if rtype in ("List", "Consent"):
             return {"_p_patient": pid}
         return None
 

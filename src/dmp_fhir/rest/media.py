@@ -120,3 +120,29 @@ def fhir_response(
     if body is None:
         return Response(status_code=status, headers=headers)
     return Response(dumps(body, fmt), status_code=status, headers=headers, media_type=fmt.media_type)
+
+
+def wants_raw_content(request: Request) -> bool:
+    """A Binary is answered with its own bytes when the client asks for no FHIR format
+    (IHE ITI-68 retrieve; FHIR's rule for Binary)."""
+    if request.query_params.get("_format") or not request.headers.get("accept"):
+        return False
+    try:
+        choose_format(request)
+    except NotAcceptable:
+        return True
+    return False
+
+
+def binary_content(version: Any, headers: dict[str, str]) -> Response:
+    """The decoded content of a stored Binary, with its own content type."""
+    import base64
+    import binascii
+
+    resource = version.resource or {}
+    try:
+        content = base64.b64decode(resource.get("data", ""), validate=True)
+    except (binascii.Error, ValueError):
+        content = b""
+    media = str(resource.get("contentType", "application/octet-stream"))
+    return Response(content, headers=headers, media_type=media)

@@ -20,7 +20,7 @@ from ..repository import parse_etag
 from .body import read_resource_body
 from .bundles import history_bundle, page_link
 from .context import repository_of, settings_of, version_headers, write_response
-from .media import choose_format, fhir_response
+from .media import JSON_FORMAT, binary_content, choose_format, fhir_response, wants_raw_content
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -68,21 +68,27 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
         )
 
     async def read(request: Request, rid: str) -> Response:
-        fmt = choose_format(request)
+        raw = name == "Binary" and wants_raw_content(request)
+        fmt = JSON_FORMAT if raw else choose_format(request)
         repo = await repository_of(request)
         found = await repo.read(name, rid)
         headers = version_headers(settings_of(request).base_url, found)
         del headers["Location"]
         if request.headers.get("if-none-match") == found.etag:
             return Response(status_code=304, headers=headers)
+        if raw:
+            return binary_content(found, headers)
         return fhir_response(found.resource, fmt, headers=headers)
 
     async def vread(request: Request, rid: str, vid: str) -> Response:
-        fmt = choose_format(request)
+        raw = name == "Binary" and wants_raw_content(request)
+        fmt = JSON_FORMAT if raw else choose_format(request)
         repo = await repository_of(request)
         found = await repo.vread(name, rid, vid)
         headers = version_headers(settings_of(request).base_url, found)
         del headers["Location"]
+        if raw:
+            return binary_content(found, headers)
         return fhir_response(found.resource, fmt, headers=headers)
 
     async def update(request: Request, rid: str) -> Response:
