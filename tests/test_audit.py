@@ -79,12 +79,16 @@ async def test_each_read_kind(env: PolicyEnv, path: str, interaction: str, actio
 
 
 async def test_search_event_carries_the_query(env: PolicyEnv) -> None:
-    await env.client.get("/DocumentReference", headers=env.headers("kine"),
-                         params={"patient": "pat-002", "type": "http://loinc.org|11506-3"})
+    await env.client.get(
+        "/DocumentReference",
+        headers=env.headers("kine"),
+        params={"patient": "pat-002", "type": "http://loinc.org|11506-3"},
+    )
     event = await last_event(env)
     query = next(e for e in event["entity"] if "query" in e)
     assert base64.b64decode(query["query"]).decode() == (
-        "patient=pat-002&type=http%3A%2F%2Floinc.org%7C11506-3")
+        "patient=pat-002&type=http%3A%2F%2Floinc.org%7C11506-3"
+    )
     assert entity_refs(event) == ["Patient/pat-002", "DocumentReference/doc-002-kine-bilan/_history/1"]
 
 
@@ -98,14 +102,18 @@ async def test_writes_leave_create_update_delete_events(env: PolicyEnv) -> None:
     event = await last_event(env)
     assert (subtype(event), event["action"]) == ("create", "C")
     assert entity_refs(event) == ["Patient/pat-001", f"Consent/{cid}/_history/1"]
-    updated = await env.client.put(f"/Consent/{cid}", json={**created.json(), "status": "inactive"},
-                                   headers={**me, **JSON})
+    updated = await env.client.put(
+        f"/Consent/{cid}", json={**created.json(), "status": "inactive"}, headers={**me, **JSON}
+    )
     assert updated.status_code == 200
     assert (subtype(await last_event(env)), (await last_event(env))["action"]) == ("update", "U")
     assert (await env.client.delete(f"/Consent/{cid}", headers=me)).status_code == 200
     event = await last_event(env)
     assert (subtype(event), event["action"], entity_refs(event)[-1]) == (
-        "delete", "D", f"Consent/{cid}/_history/3")
+        "delete",
+        "D",
+        f"Consent/{cid}/_history/3",
+    )
 
 
 async def test_refusals_leave_failure_events(env: PolicyEnv) -> None:
@@ -125,21 +133,22 @@ async def test_refusals_leave_failure_events(env: PolicyEnv) -> None:
 async def test_break_glass_is_listed_for_the_patient(env: PolicyEnv) -> None:
     glass = env.headers("urgences", purpose_of_use="ETREAT")
     assert (await env.client.get("/DocumentReference/doc-005-certif", headers=glass)).status_code == 200
-    mine = await env.client.get("/AuditEvent", headers=env.patient("pat-005"),
-                                params={"patient": "pat-005", "purpose": "ETREAT"})
+    mine = await env.client.get(
+        "/AuditEvent", headers=env.patient("pat-005"), params={"patient": "pat-005", "purpose": "ETREAT"}
+    )
     assert mine.status_code == 200
     events = [e["resource"] for e in mine.json()["entry"]]
     assert len(events) == 1
     assert events[0]["agent"][0]["who"]["reference"] == "Practitioner/pra-urg-moreau"
-    other = await env.client.get("/AuditEvent", headers=env.patient("pat-004"),
-                                 params={"patient": "pat-005"})
+    other = await env.client.get("/AuditEvent", headers=env.patient("pat-004"), params={"patient": "pat-005"})
     assert other.status_code == 403
 
 
 async def test_patient_reads_the_whole_trail_newest_first(env: PolicyEnv) -> None:
     await env.client.get("/Patient/pat-002", headers=env.headers("cardio"))
-    trail = await env.client.get("/AuditEvent", headers=env.patient("pat-002"),
-                                 params={"patient": "pat-002", "_count": "5"})
+    trail = await env.client.get(
+        "/AuditEvent", headers=env.patient("pat-002"), params={"patient": "pat-002", "_count": "5"}
+    )
     bundle = trail.json()
     recorded = [e["resource"]["recorded"] for e in bundle["entry"]]
     assert recorded == sorted(recorded, reverse=True)
@@ -149,8 +158,9 @@ async def test_patient_reads_the_whole_trail_newest_first(env: PolicyEnv) -> Non
 
 async def test_events_about_hidden_documents_stay_hidden_from_the_patient(env: PolicyEnv) -> None:
     await env.client.get("/DocumentReference/doc-003-rcp", headers=env.headers("onco"))
-    trail = await env.client.get("/AuditEvent", headers=env.patient("pat-003"),
-                                 params={"patient": "pat-003", "_count": "100"})
+    trail = await env.client.get(
+        "/AuditEvent", headers=env.patient("pat-003"), params={"patient": "pat-003", "_count": "100"}
+    )
     refs = {r for e in trail.json().get("entry", []) for r in entity_refs(e["resource"])}
     assert not any("doc-003-rcp" in r for r in refs)
 
@@ -173,7 +183,8 @@ async def test_chain_verifies_then_names_the_altered_event(env: PolicyEnv) -> No
     victim = await env.database.db["AuditEvent_history"].find_one({"_seq": 42})
     assert victim is not None
     await env.database.db["AuditEvent_history"].update_one(
-        {"_id": victim["_id"]}, {"$set": {"resource.outcome": "0", "resource.action": "C"}})
+        {"_id": victim["_id"]}, {"$set": {"resource.outcome": "0", "resource.action": "C"}}
+    )
     report = await trail.verify()
     assert not report.ok
     assert report.broken_at == 42 and report.event_id == victim["_rid"]
@@ -184,5 +195,7 @@ async def test_chain_verifies_then_names_the_altered_event(env: PolicyEnv) -> No
 async def test_audit_events_are_immutable(env: PolicyEnv) -> None:
     event = await last_event(env)
     me = env.patient("pat-002")
-    assert (await env.client.put(f"/AuditEvent/{event['id']}", json=event, headers={**me, **JSON})).status_code == 405
+    assert (
+        await env.client.put(f"/AuditEvent/{event['id']}", json=event, headers={**me, **JSON})
+    ).status_code == 405
     assert (await env.client.delete(f"/AuditEvent/{event['id']}", headers=me)).status_code == 405

@@ -307,3 +307,27 @@ async def test_scopes_narrow_what_a_token_may_do(env: PolicyEnv) -> None:
     headers = {"Authorization": f"Bearer {read_only}"}
     assert await status_of(env, headers, "/Patient/pat-002") == 200
     assert await status_of(env, headers, "/DocumentReference/doc-002-irm") == 403
+
+
+async def test_batch_entries_follow_the_policy(env: PolicyEnv) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": "DocumentReference/doc-002-kine-bilan"}},
+            {"request": {"method": "GET", "url": "DocumentReference/doc-002-psy"}},
+            {"request": {"method": "GET", "url": "DocumentReference/doc-001-ordo"}},
+            {"request": {"method": "GET", "url": "DocumentReference?patient=pat-002&_total=accurate"}},
+        ],
+    }
+    response = await env.client.post(
+        "", json=bundle, headers={**env.headers("kine"), "Content-Type": "application/fhir+json"}
+    )
+    assert response.status_code == 200, response.text
+    entries = response.json()["entry"]
+    assert [e["response"]["status"] for e in entries] == ["200 OK", "404", "403", "200 OK"]
+    search = entries[3]["resource"]
+    assert {e["resource"]["id"] for e in search["entry"]} == {"doc-002-presc-kine", "doc-002-kine-bilan"}
+    assert search["total"] == 2
+    unauthenticated = await env.client.post("", json=bundle)
+    assert unauthenticated.status_code == 401

@@ -242,3 +242,48 @@ async def test_unknown_endpoint_is_an_operation_outcome(client: httpx.AsyncClien
     response = await client.get("/Patient/a/b/c/d")
     assert response.status_code == 404
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_batch_runs_each_entry_independently(client: httpx.AsyncClient) -> None:
+    pat = await create(client, fx.patient())
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": fx.practitioner(), "request": {"method": "POST", "url": "Practitioner"}},
+            {"request": {"method": "GET", "url": f"Patient/{pat['id']}"}},
+            {"request": {"method": "GET", "url": f"Patient?_id={pat['id']}"}},
+            {
+                "resource": {**pat, "gender": "other"},
+                "request": {"method": "PUT", "url": f"Patient/{pat['id']}"},
+            },
+            {"request": {"method": "GET", "url": "Patient/does-not-exist"}},
+            {
+                "resource": {"resourceType": "Patient", "birthDate": "bad"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {"request": {"method": "DELETE", "url": f"Patient/{pat['id']}"}},
+        ],
+    }
+    response = await client.post("", json=bundle, headers=JSON)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["type"] == "batch-response"
+    statuses = [e["response"]["status"] for e in result["entry"]]
+    assert statuses == ["201 Created", "200 OK", "200 OK", "200 OK", "404", "422", "204 No Content"]
+    assert result["entry"][2]["resource"]["entry"][0]["resource"]["id"] == pat["id"]
+    assert result["entry"][3]["resource"]["meta"]["versionId"] == "2"
+    assert result["entry"][4]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert (await client.get(f"/Patient/{pat['id']}")).status_code == 410
+
+
+async def test_transaction_is_refused_rather_than_half_applied(client: httpx.AsyncClient) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": fx.patient(), "request": {"method": "POST", "url": "Patient"}}],
+    }
+    response = await client.post("", json=bundle, headers=JSON)
+    assert response.status_code == 501
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert (await client.post("", json=fx.patient(), headers=JSON)).status_code == 400

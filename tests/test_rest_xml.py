@@ -48,7 +48,11 @@ async def every_type(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     binary = await create_json(client, fx.binary())
     doc = await create_json(client, fx.document_reference(pat["id"], binary["id"]))
     return [
-        pat, prac, org, binary, doc,
+        pat,
+        prac,
+        org,
+        binary,
+        doc,
         await create_json(client, fx.practitioner_role(prac["id"], org["id"])),
         await create_json(client, fx.list_submission_set(pat["id"], doc["id"])),
         await create_json(client, fx.consent(pat["id"], prac["id"])),
@@ -69,9 +73,14 @@ async def test_created_in_xml_read_in_json(client: httpx.AsyncClient) -> None:
     org = await create_json(client, fx.organization())
     binary = await create_json(client, fx.binary())
     originals = [
-        fx.patient(family="Lefèvre"), fx.practitioner(), fx.organization(), fx.binary(),
-        fx.document_reference(pat["id"], binary["id"]), fx.practitioner_role(prac["id"], org["id"]),
-        fx.list_submission_set(pat["id"], "x"), fx.consent(pat["id"], prac["id"]),
+        fx.patient(family="Lefèvre"),
+        fx.practitioner(),
+        fx.organization(),
+        fx.binary(),
+        fx.document_reference(pat["id"], binary["id"]),
+        fx.practitioner_role(prac["id"], org["id"]),
+        fx.list_submission_set(pat["id"], "x"),
+        fx.consent(pat["id"], prac["id"]),
     ]
     for original in originals:
         response = await client.post(
@@ -97,11 +106,15 @@ async def test_searchset_history_and_outcome_in_xml(client: httpx.AsyncClient) -
     await client.put(f"/Patient/{pat['id']}", json={**pat, "active": True}, headers=JSON)
     bundle = parse_xml(await client.get("/Patient", params={"family": "xmlsearch"}, headers=JAVA_ACCEPT))
     assert bundle["type"] == "searchset" and bundle["entry"][0]["resource"]["id"] == pat["id"]
-    summary = parse_xml(await client.get("/Patient", params={
-        "family": "xmlsearch", "_summary": "true", "_format": "application/fhir+xml"}))
+    summary = parse_xml(
+        await client.get(
+            "/Patient", params={"family": "xmlsearch", "_summary": "true", "_format": "application/fhir+xml"}
+        )
+    )
     assert summary["entry"][0]["resource"]["meta"]["tag"][-1]["code"] == "SUBSETTED"
-    elements = await client.get("/Patient", params={"family": "xmlsearch", "_elements": "name"},
-                                headers=ACCEPT_XML)
+    elements = await client.get(
+        "/Patient", params={"family": "xmlsearch", "_elements": "name"}, headers=ACCEPT_XML
+    )
     subset = parse_fhir_xml(elements.content)["entry"][0]["resource"]
     assert "gender" not in subset and subset["name"]
     history = parse_xml(await client.get(f"/Patient/{pat['id']}/_history", headers=ACCEPT_XML))

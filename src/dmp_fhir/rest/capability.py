@@ -62,7 +62,7 @@ def capability_statement(settings: Settings, *, started: str) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": "The French shared health record (DMP) as FHIR R4.",
                 "resource": resources,
-                "interaction": [{"code": "history-system"}],
+                "interaction": [{"code": "batch"}],
             }
         ],
     }

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import BadRequest, UnsupportedMediaType, operation_outcome
 from ..registry import RESOURCE_TYPES
+from ..search.engine import SearchRequest, SearchResult
 from ..search.shaping import shape
 from .body import media_type_of, read_bytes
 from .bundles import page_link, searchset_bundle
@@ -21,8 +24,7 @@ async def run_search(request: Request, type_name: str, params: list[tuple[str, s
     prefer = Prefer.parse(request.headers.get("prefer"))
     repo = await repository_of(request)
     req, result = await repo.search(type_name, params, strict=prefer.handling == "strict")
-    entries = [("match", shape(d["resource"], req.summary, req.elements)) for d in result.matches]
-    entries += [("include", shape(d["resource"], req.summary, req.elements)) for _, d in result.included]
+    entries = result_entries(req, result)
     base = settings.base_url
     kept = [(k, v) for k, v in params if k not in ("_cursor", "_format", "_pretty")]
     links = {"self": page_link(base, type_name, [*kept, *_cursor_param(params)])}
@@ -33,6 +35,13 @@ async def run_search(request: Request, type_name: str, params: list[tuple[str, s
     outcome = operation_outcome(req.warnings) if req.warnings else None
     bundle = searchset_bundle(base, entries, total=result.total, links=links, outcome=outcome)
     return fhir_response(bundle, fmt)
+
+
+def result_entries(req: SearchRequest, result: SearchResult) -> list[tuple[str, dict[str, Any]]]:
+    """(search mode, shaped resource) pairs: matches, then included resources."""
+    entries = [("match", shape(d["resource"], req.summary, req.elements)) for d in result.matches]
+    entries += [("include", shape(d["resource"], req.summary, req.elements)) for _, d in result.included]
+    return entries
 
 
 def _cursor_param(params: list[tuple[str, str]]) -> list[tuple[str, str]]:
