@@ -22,13 +22,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BASE, database_url  # noqa: E402
-from search import load  # noqa: E402
+from _common import BASE, database_url
+from search import load
 
-from dmp_fhir.app import create_app  # noqa: E402
-from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token  # noqa: E402
-from dmp_fhir.config import Settings  # noqa: E402
-from dmp_fhir.storage import Database  # noqa: E402
+from dmp_fhir.app import create_app
+from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
+from dmp_fhir.config import Settings
+from dmp_fhir.storage import Database
 
 
 async def throughput(

@@ -170,7 +170,11 @@ async def policy_env(mongodb_url: str, tmp: Path) -> AsyncIterator[PolicyEnv]:
     app = create_app(settings, database)
     async with app.router.lifespan_context(app):
         env_repo = Repository(
-            ResourceStore(database), settings, Unrestricted(system_caller("tests")), load_matrix(), NullAuditor()
+            ResourceStore(database),
+            settings,
+            Unrestricted(system_caller("tests")),
+            load_matrix(),
+            NullAuditor(),
         )
         await load_paths(env_repo, [SAMPLES])
         transport = httpx.ASGITransport(app=app)

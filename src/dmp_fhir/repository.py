@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from .audit import AuditRecord, Auditor
+from .audit import Auditor, AuditRecord
 from .audit.events import OUTCOME_MINOR_FAILURE, OUTCOME_SERIOUS_FAILURE
 from .config import Settings
 from .errors import BadRequest, FhirError, Gone, MethodNotAllowed, NotFound, PreconditionFailed

@@ -12,23 +12,19 @@ only in the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
-
-from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..search.extract import extract_search_fields
 from ..storage import Database
+from ..storage.audit_log import AuditLog, ChainConflict
 from ..storage.store import now_utc
 from .chain import GENESIS, ChainReport, event_hash, verify_chain
 from .events import AuditRecord, build_audit_event
 
 log = logging.getLogger(__name__)
 
-LOG = "AuditEvent_history"
-SERVED = "AuditEvent"
 MAX_BATCH = 500
 #: Labels an event inherits from the documents it touched (it is hidden like them).
 HIDING_LABELS = frozenset({"INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX"})
@@ -50,7 +46,7 @@ class AuditTrail:
     """The production auditor (see the module docstring)."""
 
     def __init__(self, database: Database, *, base_url: str, source: str = "dmp-fhir") -> None:
-        self.database = database
+        self.log = AuditLog(database)
         self.base_url = base_url
         self.source = source
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
@@ -59,20 +55,17 @@ class AuditTrail:
         self._head: tuple[int, str] | None = None
 
     async def start(self) -> None:
-        db = self.database.db
-        existing = set((await db[LOG].index_information()).keys())
-        if "_seq_1" not in existing:
-            await db[LOG].create_index([("_seq", ASCENDING)], unique=True, name="_seq_1")
-        await self._repair()
+        await self.log.ensure_index()
+        copied = await self.log.repair()
+        if copied:
+            log.warning("audit: %d events found only in the log were restored", copied)
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         if self._pending:  # flush what is left, in order
             await self._flush(self._take())
@@ -120,18 +113,13 @@ class AuditTrail:
             if not future.done():
                 future.set_result(None)
 
-    async def _load_head(self) -> tuple[int, str]:
-        db = self.database.db
-        docs = await db[LOG].find({}, {"_seq": 1, "_hash": 1}).sort("_seq", DESCENDING).limit(1).to_list(1)
-        return (int(docs[0]["_seq"]), str(docs[0]["_hash"])) if docs else (0, GENESIS)
-
     async def _append(self, docs: list[dict[str, Any]]) -> None:
         """Chain and store ``docs`` (log first, then the served copies)."""
-        db = self.database.db
         remaining = docs
         for _ in range(100):
             if self._head is None:
-                self._head = await self._load_head()
+                seq, digest = await self.log.head()
+                self._head = (seq, digest or GENESIS)
             seq, previous = self._head
             chained: list[dict[str, Any]] = []
             for doc in remaining:
@@ -154,46 +142,16 @@ class AuditTrail:
                 )
                 previous = digest
             try:
-                await db[LOG].insert_many(chained, ordered=True)
-            except BulkWriteError as exc:
-                written = int(exc.details.get("nInserted", 0))
-                await self._serve(chained[:written])
-                remaining = remaining[written:]
+                await self.log.append(chained)
+            except ChainConflict as conflict:
+                await self.log.serve(chained[: conflict.written])
+                remaining = remaining[conflict.written :]
                 self._head = None  # another process took the next link: re-read the head
                 continue
-            except DuplicateKeyError:
-                self._head = None
-                continue
             self._head = (seq, previous)
-            await self._serve(chained)
+            await self.log.serve(chained)
             return
         raise RuntimeError("could not append to the audit chain (too much contention)")
 
-    async def _serve(self, chained: list[dict[str, Any]]) -> None:
-        if chained:
-            await self.database.db[SERVED].insert_many(
-                [{**doc, "_id": doc["_rid"]} for doc in chained], ordered=False
-            )
-
-    async def _repair(self) -> None:
-        """Copy to the served collection what a crash left only in the log."""
-        db = self.database.db
-        served = await db[SERVED].find({}, {"_seq": 1}).sort("_seq", DESCENDING).limit(1).to_list(1)
-        last = int(served[0]["_seq"]) if served and "_seq" in served[0] else 0
-        missing = await db[LOG].find({"_seq": {"$gt": last}}).sort("_seq", ASCENDING).to_list(None)
-        for doc in missing:
-            try:
-                await db[SERVED].insert_one({**doc, "_id": doc["_rid"]})
-            except DuplicateKeyError:
-                continue
-
     async def verify(self) -> ChainReport:
-        db = self.database.db
-
-        async def log_in_order() -> AsyncIterator[Mapping[str, Any]]:
-            cursor = db[LOG].find({}).sort("_seq", ASCENDING)
-            async for doc in cursor:
-                yield doc
-
-        current = {doc["_rid"]: doc async for doc in db[SERVED].find({})}
-        return await verify_chain(log_in_order(), current)
+        return await verify_chain(self.log.in_order(), await self.log.served_copies())

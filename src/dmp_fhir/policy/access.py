@@ -6,7 +6,7 @@ from typing import Protocol
 
 from starlette.requests import Request
 
-from ..audit import AuditRecord, Auditor
+from ..audit import Auditor, AuditRecord
 from ..audit.events import OUTCOME_MINOR_FAILURE
 from ..auth.caller import Caller, system_caller
 from ..errors import Unauthorized

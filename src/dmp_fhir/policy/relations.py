@@ -30,6 +30,7 @@ class Relation(enum.Enum):
     AUTHORISED = "authorised by the patient"
     EMERGENCY = "emergency access (bris de glace)"
     NOT_AUTHORISED = "not authorised by the patient"
+    OPPOSED = "the patient opposed emergency access"
     BLOCKED = "blocked by the patient"
     CLOSED = "the patient's DMP is closed"
     EXCLUDED = "this kind of actor may never access a DMP"
@@ -43,7 +44,7 @@ _GRANTING = {Relation.SELF, Relation.REPRESENTATIVE, Relation.GP, Relation.AUTHO
 
 #: Relations under which a document's own author still sees it.
 AUTHOR_KEEPS_ACCESS = frozenset(
-    {Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY, Relation.NOT_AUTHORISED}
+    {Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY, Relation.NOT_AUTHORISED, Relation.OPPOSED}
 )
 
 
@@ -155,10 +156,6 @@ def professional_relation(
         return Relation.GP
     if findings.permitted:
         return Relation.AUTHORISED
-    if (
-        caller.wants_emergency_access
-        and matrix.may_break_glass(caller.profession, caller.care_setting)
-        and not findings.emergency_opposed
-    ):
-        return Relation.EMERGENCY
+    if caller.wants_emergency_access and matrix.may_break_glass(caller.profession, caller.care_setting):
+        return Relation.OPPOSED if findings.emergency_opposed else Relation.EMERGENCY
     return Relation.NOT_AUTHORISED
