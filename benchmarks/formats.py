@@ -17,12 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Stats, database_url, measure, running_app  # noqa: E402
-from search import load  # noqa: E402
+from _common import Stats, database_url, measure, running_app
+from search import load
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--patients", type=int, default=100)
     parser.add_argument("--queries", type=int, default=300)
@@ -33,11 +35,19 @@ async def main() -> None:
             print(f"engine: {engine}; {args.n} DocumentReferences; in-process client, policy off")
             cases = {
                 "read   JSON (no Accept)": ("/DocumentReference/d7", {}),
-                "read   JSON (Accept fhir+json)": ("/DocumentReference/d7", {"Accept": "application/fhir+json"}),
-                "read   XML  (Accept fhir+xml)": ("/DocumentReference/d7", {"Accept": "application/fhir+xml"}),
+                "read   JSON (Accept fhir+json)": (
+                    "/DocumentReference/d7",
+                    {"Accept": "application/fhir+json"},
+                ),
+                "read   XML  (Accept fhir+xml)": (
+                    "/DocumentReference/d7",
+                    {"Accept": "application/fhir+xml"},
+                ),
                 "search JSON (20 entries)": ("/DocumentReference?patient=Patient/p3&_count=20", {}),
-                "search XML  (20 entries)": ("/DocumentReference?patient=Patient/p3&_count=20",
-                                             {"Accept": "application/fhir+xml;q=1.0, application/fhir+json;q=1.0"}),
+                "search XML  (20 entries)": (
+                    "/DocumentReference?patient=Patient/p3&_count=20",
+                    {"Accept": "application/fhir+xml;q=1.0, application/fhir+json;q=1.0"},
+                ),
             }
             results: dict[str, Stats] = {}
             for label, (path, headers) in cases.items():
