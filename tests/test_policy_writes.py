@@ -241,3 +241,19 @@ async def test_nobody_deletes_a_patient_or_writes_audit_events(env: PolicyEnv) -
     assert (await env.client.delete("/Patient/pat-001", headers=env.system())).status_code == 403
     event = {"resourceType": "AuditEvent"}
     assert (await post(env, me, event)).status_code == 405
+
+
+async def test_masking_hides_every_version(env: PolicyEnv) -> None:
+    """Masking the current version must not leave older versions readable by others."""
+    me, cardio = env.patient("pat-002"), env.headers("cardio")
+    versions_before = (await env.client.get("/DocumentReference/doc-002-irm", headers=me)).json()
+    version = versions_before["meta"]["versionId"]
+    assert await status(env, cardio, f"/DocumentReference/doc-002-irm/_history/{version}") == 200
+    assert await relabel(env, me, "doc-002-irm", me, add=("MASQUE_PS",)) == 200
+    try:
+        assert await status(env, cardio, f"/DocumentReference/doc-002-irm/_history/{version}") == 404
+        assert await status(env, cardio, "/DocumentReference/doc-002-irm/_history") == 404
+        history = await env.client.get("/DocumentReference/_history", headers=cardio, params={"_count": "1000"})
+        assert "doc-002-irm" not in {e["resource"]["id"] for e in history.json().get("entry", [])}
+    finally:
+        assert await relabel(env, me, "doc-002-irm", me, remove=("MASQUE_PS",)) == 200

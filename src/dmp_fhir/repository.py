@@ -104,9 +104,7 @@ class Repository:
             yield self._record
             return
         caller = self.policy.caller
-        record = AuditRecord(
-            interaction, rtype, caller=caller, query=query, secret=caller.secret_connection
-        )
+        record = AuditRecord(interaction, rtype, caller=caller, query=query, secret=caller.secret_connection)
         self._record = record
         try:
             yield record
@@ -310,8 +308,9 @@ class Repository:
         doc = await self.store.read_doc(f"{rtype.name}_history", {"_id": f"{check_id(rid)}/{int(version)}"})
         if doc is None:
             raise NotFound(f"Version {version} of {type_name}/{rid} is not known.")
+        # A masked resource hides all its versions: the current state decides first.
+        await self._read_any_version(rtype, rid)
         if doc.get("_deleted"):
-            await self._read_any_version(rtype, rid)
             raise Gone(f"Version {version} of {type_name}/{rid} is a deletion.")
         await self._require_visible(rtype.name, doc, f"Version {version} of {type_name}/{rid}")
         return StoredVersion.from_doc(rtype.name, doc)
@@ -470,16 +469,42 @@ class Repository:
         docs = await self.store.find(
             rtype.name, merge(query, scope), sort=sort, limit=count + 1, history=True
         )
-        for doc in docs[:count]:
+        more = len(docs) > count
+        docs = docs[:count]
+        cursor_next = _history_cursor(docs[-1], by_version=rid is not None) if more else None
+        if rid is None and scope:
+            # A masked resource hides all its versions: keep only those whose current
+            # state the caller may see (the page may come out short; the cursor goes on).
+            docs = await self._currently_visible(rtype.name, docs)
+        for doc in docs:
             self._note(rtype.name, doc)
-        versions = [StoredVersion.from_doc(rtype.name, doc) for doc in docs]
-        if len(versions) <= count:
-            return versions, None
-        last = versions[count - 1]
-        if rid is not None:
-            return versions[:count], str(last.version)
-        millis = (last.last_updated - _EPOCH) // timedelta(milliseconds=1)
-        return versions[:count], f"{millis}|{last.id}/{last.version}"
+        return [StoredVersion.from_doc(rtype.name, doc) for doc in docs], cursor_next
+
+    async def _currently_visible(self, rtype: str, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ids = sorted({doc["_rid"] for doc in docs})
+        if not ids:
+            return docs
+        scope = self.policy.scope(rtype)
+        if scope is None:
+            return []
+        # Tombstones keep the policy fields of what they deleted, so they are judged alike.
+        visible = {
+            d["_id"]
+            for d in await self.store.find(
+                rtype,
+                merge({"_id": ids[0] if len(ids) == 1 else {"$in": ids}}, scope),
+                projection={"_id": 1},
+            )
+        }
+        return [doc for doc in docs if doc["_rid"] in visible]
+
+
+def _history_cursor(doc: dict[str, Any], *, by_version: bool) -> str:
+    """Where the next history page starts (keyset: inserts between pages shift nothing)."""
+    if by_version:
+        return str(doc["_v"])
+    millis = (doc["_lu"].astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
+    return f"{millis}|{doc['_id']}"
 
 
 def _audited_type(rtype: str) -> bool:
