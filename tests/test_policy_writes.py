@@ -253,7 +253,9 @@ async def test_masking_hides_every_version(env: PolicyEnv) -> None:
     try:
         assert await status(env, cardio, f"/DocumentReference/doc-002-irm/_history/{version}") == 404
         assert await status(env, cardio, "/DocumentReference/doc-002-irm/_history") == 404
-        history = await env.client.get("/DocumentReference/_history", headers=cardio, params={"_count": "1000"})
+        history = await env.client.get(
+            "/DocumentReference/_history", headers=cardio, params={"_count": "1000"}
+        )
         assert "doc-002-irm" not in {e["resource"]["id"] for e in history.json().get("entry", [])}
     finally:
         assert await relabel(env, me, "doc-002-irm", me, remove=("MASQUE_PS",)) == 200
