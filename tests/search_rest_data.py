@@ -6,25 +6,27 @@ Keep the two files in step: a change here means re-deriving the expectations the
 
 Summary of the live Patients (11) — the facts the expectations rely on:
 
-=========== ============ ============ ======== =========== ====== ======== ============ ==========
-id          family       given        gender   birthDate   active postal   GP           identifiers
-=========== ============ ============ ======== =========== ====== ======== ============ ==========
-p-helene    Martin       Hélène Marie female   1979-03-05  true   69003    pr-durand    INS 279035121518989
-p-lea       Dupont       Léa          female   1994-01-15  true   75011    pr-petit (*) INS 294016912345678
-p-lea2      Lefèvre      Lea          female   1994-01-16  false  75012    org-hcl      INS 294016998765432
-p-oeuvray   Œuvray       Ÿves         male     1965-07-01  true   69003    —            INS 165076912300011
-p-jean      Bernard      Jean         male     1980        —      13001    —            INS 180011300100012
-p-jacques   Bernard      Jacques      male     1980-06     —      —        —            INS 180061300100013
-p-marc      Dubois       Marc         male     1980-06-15  true   13001    pr-durand    INS 180066913000014
-p-alex      Garnier      Alex         —        1980-12-31  false  —        —            —
-p-lambert   Lambert      Chloé        other    2001-02-28  true   69003    —            LOCAL 279035121518989, IPP 1.2.3
-p-nosys     St. John     Paul         unknown  —           —      —        —            (no system) NOSYS-1
-p-lhopital  L'Hôpital    Guillaume    male     —           true   75011    —            —
-=========== ============ ============ ======== =========== ====== ======== ============ ==========
+========== ========= ============ ======= ========== ====== ====== ========= =========================
+id         family    given        gender  birthDate  active postal GP        identifiers
+========== ========= ============ ======= ========== ====== ====== ========= =========================
+p-helene   Martin    Hélène Marie female  1979-03-05 true   69003  pr-durand INS 279035121518989
+p-lea      Dupont    Léa          female  1994-01-15 true   75011  pr-petit* INS 294016912345678
+p-lea2     Lefèvre   Lea          female  1994-01-16 false  75012  org-hcl   INS 294016998765432
+p-oeuvray  Œuvray    Ÿves         male    1965-07-01 true   69003  —         INS 165076912300011
+p-jean     Bernard   Jean         male    1980       —      13001  —         INS 180011300100012
+p-jacques  Bernard   Jacques      male    1980-06    —      —      —         INS 180061300100013
+p-marc     Dubois    Marc         male    1980-06-15 true   13001  pr-durand INS 180066913000014
+p-alex     Garnier   Alex         —       1980-12-31 false  —      —         —
+p-lambert  Lambert   Chloé        other   2001-02-28 true   69003  —         LOCAL 279035121518989,
+                                                                             IPP 1.2.3
+p-nosys    St. John  Paul         unknown —          —      —      —         (no system) NOSYS-1
+p-lhopital L'Hôpital Guillaume    male    —          true   75011  —         —
+========== ========= ============ ======= ========== ====== ====== ========= =========================
 
-(*) stored as an absolute URL on this server: ``http://testserver/fhir/Practitioner/pr-petit``.
+(pr-petit*) stored as an absolute URL on this server: ``http://testserver/fhir/Practitioner/pr-petit``.
 ``p-lea`` is first created with family ``Ancien`` then updated to ``Dupont``. ``p-deleted``
-(Martin Sophie, INS 279035121599999) and ``d-deleted`` (Léa's, LOINC 11488-4) are deleted.
+(Martin Sophie, INS 279035121599999), ``d-deleted`` (Léa's, LOINC 11488-4) and ``pr-gone`` (RPPS
+810000000099, still the practitioner of ``role-gone``) are deleted.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ FINESS = "urn:oid:1.2.250.1.71.4.2.2"
 LOCAL = "urn:oid:1.2.250.1.999.1.2"
 IPP = "urn:oid:1.2.250.1.999.1.3"
 LOINC = "http://loinc.org"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+PDSM_PROFILE = "http://esante.gouv.fr/ci-sis/fhir/StructureDefinition/PDSm_ComprehensiveDocumentReference"
+TAG_SYSTEM = "urn:oid:1.2.250.1.999.9"
 CLASS = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
 CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 FORMAT = "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode"
@@ -107,7 +112,11 @@ ALEX = _patient("p-alex", family="Garnier", given=["Alex"], active=False, birthD
 LAMBERT = _patient(
     "p-lambert", family="Lambert", given=["Chloé"], gender="other", birthDate="2001-02-28",
     active=True, address=[{"city": "Lyon", "postalCode": "69003"}],
-    identifier=[{"system": LOCAL, "value": "279035121518989"}, {"system": IPP, "value": "1.2.3"}],
+    identifier=[
+        {"system": LOCAL, "value": "279035121518989"},
+        {"type": {"coding": [{"system": V2_0203, "code": "PI"}], "text": "Identifiant patient interne"},
+         "system": IPP, "value": "1.2.3"},
+    ],
 )  # fmt: skip
 NOSYS = _patient("p-nosys", family="St. John", given=["Paul"], gender="unknown",
                  identifier=[{"value": "NOSYS-1"}])  # fmt: skip
@@ -140,6 +149,19 @@ ORG_LABO = {
     "identifier": [{"system": LOCAL, "value": "A|B,C"}],
     "name": "Laboratoire Dupont, Fils & Cie",
 }  # fmt: skip
+PR_GONE = {
+    "resourceType": "Practitioner", "id": "pr-gone",
+    "identifier": [{"system": RPPS, "value": "810000000099"}],
+    "name": [{"family": "Parti", "given": ["Luc"], "prefix": ["Dr"]}],
+}  # fmt: skip
+ROLE_GONE = {"resourceType": "PractitionerRole", "id": "role-gone",
+             "practitioner": {"reference": "Practitioner/pr-gone"}}  # fmt: skip
+ORG_CHU = {
+    "resourceType": "Organization", "id": "org-chu",
+    "name": "Centre Hospitalier Universitaire de Saint-Étienne, Hôpital Nord, Service de Cardiologie",
+}  # fmt: skip
+ORG_PHOENIX_V1 = {"resourceType": "Organization", "id": "org-phoenix", "name": "Cendres"}
+ORG_PHOENIX = {"resourceType": "Organization", "id": "org-phoenix", "name": "Phénix"}
 ROLE_DURAND = {
     "resourceType": "PractitionerRole", "id": "role-durand",
     "practitioner": {"reference": "Practitioner/pr-durand"},
@@ -179,7 +201,9 @@ def _conf(code: str) -> list[dict[str, Any]]:
 #   d4  2022-01-10T12:00:00Z  period (open)..2022-01-09            (no creation)
 #   d5  2021-06-01T00:00:00Z  (no period)                          (no creation)
 D1 = _doc(
-    "d1", status="current", type=_loinc("11488-4"), category=_class("10"),
+    "d1", meta={"profile": [PDSM_PROFILE]}, status="current",
+    type={"coding": [{"system": LOINC, "code": "11488-4", "display": "Note de consultation"}]},
+    category=_class("10"),
     subject={"reference": "Patient/p-helene"}, date="2024-03-05T10:00:00+01:00",
     author=[{"reference": "Practitioner/pr-durand"}],
     relatesTo=[{"code": "replaces", "target": {"reference": "DocumentReference/d2"}}],
@@ -201,7 +225,8 @@ D2 = _doc(
              "facilityType": {"coding": [{"system": FACILITY, "code": "SA01"}]}},
 )  # fmt: skip
 D3 = _doc(
-    "d3", status="current", type=_loinc("34133-9"), category=_class("10"),
+    "d3", meta={"tag": [{"system": TAG_SYSTEM, "code": "urgent"}]}, status="current",
+    type=_loinc("34133-9"), category=_class("10"),
     subject={"reference": "Patient/p-lea"}, date="2024-06-01T14:30:00+02:00",
     author=[{"reference": "Practitioner/pr-petit"}], securityLabel=_conf("N"),
     content_type="application/pdf", creation="2024-06-01",
@@ -264,7 +289,7 @@ L3 = _list("l3", "p-lea", "submissionset", "retired", "DocumentReference/d3")
 
 #: In load order (referenced resources first); ``LEA_OLD`` is then replaced by ``LEA``.
 RESOURCES: tuple[dict[str, Any], ...] = (
-    PR_DURAND, PR_PETIT, ORG_HCL, ORG_LABO, ROLE_DURAND,
+    PR_DURAND, PR_PETIT, PR_GONE, ORG_HCL, ORG_LABO, ORG_CHU, ORG_PHOENIX_V1, ROLE_DURAND, ROLE_GONE,
     HELENE, LEA_OLD, LEA2, OEUVRAY, JEAN, JACQUES, MARC, ALEX, LAMBERT, NOSYS, LHOPITAL,
     DELETED_PATIENT,
     D1, D2, D3, D4, D5, DELETED_DOC,
@@ -272,4 +297,7 @@ RESOURCES: tuple[dict[str, Any], ...] = (
     LEA,
 )  # fmt: skip
 #: Deleted after loading.
-DELETED = ("Patient/p-deleted", "DocumentReference/d-deleted")
+DELETED = ("Patient/p-deleted", "DocumentReference/d-deleted", "Practitioner/pr-gone",
+           "Organization/org-phoenix")  # fmt: skip
+#: Created again (PUT) after their deletion.
+RECREATED: tuple[dict[str, Any], ...] = (ORG_PHOENIX,)

@@ -419,3 +419,11 @@ def test_extraction_speed() -> None:
     micros = (time.perf_counter() - started) / rounds * 1e6
     print(f"\nextract_search_fields(DocumentReference): {micros:.0f} µs per resource")
     assert micros < 2000
+
+
+def test_french_ligatures_fold_like_their_letters() -> None:
+    from dmp_fhir.search.text import normalize
+
+    assert normalize("Œuvray") == "oeuvray"
+    assert normalize("Lætitia") == "laetitia"
+    assert normalize("CŒUR") == normalize("coeur")

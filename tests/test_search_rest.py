@@ -13,12 +13,14 @@ A resource without a value never matches a prefix search (only ``:missing``).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import httpx
 import pytest
 import pytest_asyncio
+from fastapi import FastAPI
 
 from . import search_rest_data as data
 from .conftest import BASE
@@ -40,6 +42,10 @@ SETTING, CCAM, MHD_LIST = data.SETTING, data.CCAM, data.MHD_LIST
 SUBSETTED = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED")
 
 
+# Regression tests below once were server bugs: a NUL in a search value gave a 500; a chain to a
+# parameter no target type defines silently matched nothing; _elements trimmed included resources.
+
+
 # -- fixture and helpers -------------------------------------------------------------------------
 
 
@@ -54,18 +60,30 @@ async def loaded(client: httpx.AsyncClient) -> httpx.AsyncClient:
         response = await client.delete(f"/{ref}")
         assert response.status_code in (200, 204), response.text
         assert (await client.get(f"/{ref}")).status_code == 410
+    for resource in data.RECREATED:
+        response = await client.put(
+            f"/{resource['resourceType']}/{resource['id']}", json=resource, headers=JSON
+        )
+        assert response.status_code in (200, 201), response.text
     return client
 
 
-def parse(query: str) -> list[tuple[str, str]]:
-    """``a=1&b=2`` → pairs, values taken literally (httpx percent-encodes them on the wire)."""
-    if not query:
-        return []
-    pairs = []
-    for part in query.split("&"):
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def raw_client(app: FastAPI, loaded: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that sees a crash as the 500 answer a real client would get."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+        yield http
+
+
+def parse(query: str) -> httpx.QueryParams:
+    """``a=1&b=2`` → query parameters, values taken literally (httpx percent-encodes them on the wire) except
+    ``%XX`` escapes, so that ``%26`` writes a literal ``&``."""
+    pairs: list[tuple[str, str | int | float | bool | None]] = []
+    for part in query.split("&") if query else []:
         key, _, value = part.partition("=")
-        pairs.append((key, value))
-    return pairs
+        pairs.append((key, unquote(value)))
+    return httpx.QueryParams(pairs)
 
 
 def check_bundle(bundle: dict[str, Any], rtype: str) -> None:
@@ -88,11 +106,12 @@ def check_bundle(bundle: dict[str, Any], rtype: str) -> None:
 
 
 async def get_bundle(
-    client: httpx.AsyncClient, rtype: str, query: str | list[tuple[str, str]],
+    client: httpx.AsyncClient,
+    rtype: str,
+    query: str,
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    params = parse(query) if isinstance(query, str) else query
-    response = await client.get(f"/{rtype}", params=params, headers=headers)
+    response = await client.get(f"/{rtype}", params=parse(query), headers=headers)
     assert response.status_code == 200, f"GET /{rtype}?{query} → {response.status_code} {response.text}"
     bundle: dict[str, Any] = response.json()
     check_bundle(bundle, rtype)
@@ -119,7 +138,9 @@ def link(bundle: dict[str, Any], relation: str) -> str | None:
 
 
 def case(rtype: str, query: str, expected: set[str] | frozenset[str], note: str = "") -> Any:
-    return pytest.param(rtype, query, frozenset(expected), id=f"{rtype}?{query}" + (f" [{note}]" if note else ""))
+    return pytest.param(
+        rtype, query, frozenset(expected), id=f"{rtype}?{query}" + (f" [{note}]" if note else "")
+    )
 
 
 # -- the catalogue: (type, query, expected matching ids) -----------------------------------------
@@ -143,6 +164,9 @@ CATALOGUE = [
     case(P, f"identifier={IPP}|1.2.3", {LAMB}),
     case(P, "identifier=1x2x3", set(), "a dot is not a wildcard"),
     case(P, f"identifier={INS}|1.2.3", set()),
+    case(P, f"identifier:of-type={data.V2_0203}|PI|1.2.3", {LAMB}),
+    case(P, f"identifier:of-type={data.V2_0203}|PI|279035121518989", set(), "that one has no type"),
+    case(P, "identifier:text=identifiant patient", {LAMB}, "Identifier.type.text"),
     case(P, "identifier:missing=true", {ALEX, LHOP}),
     case(P, "identifier:missing=false", ALL_PATIENTS - {ALEX, LHOP}),
     # family / given / name: starts-with, case- and accent-insensitive by default
@@ -304,6 +328,8 @@ CATALOGUE = [
     case(P, "_id=p-deleted", set()),
     case(P, "_id=p-helene,p-deleted", {H}),
     case(P, "_id=nope", set()),
+    case(P, "_id=P-HELENE", set(), "ids are case-sensitive"),
+    case(P, "_has:DocumentReference:patient:_id=d1", {H}),
     case(P, "_lastUpdated=gt2020-01-01", ALL_PATIENTS),
     case(P, "_lastUpdated=lt2020", set()),
     case(P, "family=bernard&birthdate=1980-06", {JAC}),
@@ -346,6 +372,12 @@ CATALOGUE = [
     case("DocumentReference", "type=http://loinc.org|34133-9", {"d3"}),
     case("DocumentReference", "type=http://snomed.info/sct|11488-4", set()),
     case("DocumentReference", "type=http://loinc.org|", {"d1", "d2", "d3", "d4", "d5"}),
+    case("DocumentReference", "type:text=note de", {"d1"}, "Coding.display, as a string"),
+    case("DocumentReference", "type:text=NOTE", {"d1"}),
+    case("DocumentReference", f"_profile={data.PDSM_PROFILE}", {"d1"}),
+    case("DocumentReference", f"_tag={data.TAG_SYSTEM}|urgent", {"d3"}),
+    case("DocumentReference", "_tag=urgent", {"d3"}),
+    case("DocumentReference", "_tag:missing=true", {"d1", "d2", "d4", "d5"}),
     case("DocumentReference", f"category={CLASS}|10", {"d1", "d3"}),
     case("DocumentReference", f"category={CLASS}|11", {"d2"}),
     case("DocumentReference", "category:missing=true", {"d4", "d5"}),
@@ -433,7 +465,9 @@ CATALOGUE = [
     case("DocumentReference", f"author:Practitioner.identifier={RPPS}|810000000002", {"d3"}),
     case("DocumentReference", "author:Practitioner.family=durand", {"d1"}),
     case("DocumentReference", "author:PractitionerRole.practitioner=Practitioner/pr-durand", {"d2"}),
-    case("DocumentReference", f"patient.identifier={INS}|279035121518989&type=11488-4&status=current", {"d1"}),
+    case(
+        "DocumentReference", f"patient.identifier={INS}|279035121518989&type=11488-4&status=current", {"d1"}
+    ),
     case("DocumentReference", f"patient.identifier={INS}|279035121518989&date=ge2024", {"d1"}),
     # Consent
     case("Consent", "patient=Patient/p-helene", {"c1", "c3"}),
@@ -461,17 +495,66 @@ CATALOGUE = [
     case("Practitioner", "family=pet", {"pr-petit"}),
     case("PractitionerRole", "practitioner=Practitioner/pr-durand", {"role-durand"}),
     case("PractitionerRole", "organization=org-hcl", {"role-durand"}),
+    case("PractitionerRole", "practitioner=Practitioner/pr-gone", {"role-gone"}, "the reference stays"),
+    case("PractitionerRole", f"practitioner.identifier={RPPS}|810000000099", set(), "deleted target"),
+    case("Practitioner", f"identifier={RPPS}|810000000099", set(), "deleted"),
+    case(P, "given=He\u0301le\u0300ne", {H}, "decomposed (NFD) accents"),
+    case(P, "family:exact=St. John", {NOSYS}),
     case("Organization", "name=hopital edouard", {"org-hcl"}),
     case("Organization", f"identifier={FINESS}|690781810", {"org-hcl"}),
     # escaping (R4 §3.1.1.1.7): \\, is a literal comma, \\| a literal bar; & and = travel encoded
-    case("Organization", "name=laboratoire dupont\\, fils & cie", {"org-labo"}),
+    case("Organization", "name=laboratoire dupont\\, fils %26 cie", {"org-labo"}),
     case("Organization", "name=laboratoire dupont\\,", {"org-labo"}),
     case("Organization", "name=laboratoire dupont,hopital", {"org-labo", "org-hcl"}, "comma = OR"),
-    case("Organization", "name:contains=\\, fils &", {"org-labo"}),
+    case("Organization", "name:contains=\\, fils %26", {"org-labo"}),
     case("Organization", f"identifier={LOCAL}|A\\|B\\,C", {"org-labo"}),
     case("Organization", "identifier=A\\|B\\,C", {"org-labo"}),
     case("Organization", f"identifier={LOCAL}|A", set()),
+    case("Organization", "name=phenix", {"org-phoenix"}, "deleted, then created again"),
+    case("Organization", "name=cendres", set(), "the version before the deletion"),
+    case(
+        "Organization",
+        "name=centre hospitalier universitaire de saint-etienne\\, hopital nord\\, serv",
+        {"org-chu"},
+        "a prefix longer than 64 characters",
+    ),
+    case(
+        "Organization",
+        "name=centre hospitalier universitaire de saint-etienne\\, hopital nord\\, servx",
+        set(),
+    ),
+    case(
+        "Organization",
+        "name=centre hospitalier universitaire de saint-etienne\\, hopital nord\\, service de cardiologie",
+        {"org-chu"},
+        "the whole value",
+    ),
+    case(
+        "Organization",
+        "name:exact=Centre Hospitalier Universitaire de Saint-Étienne\\, Hôpital Nord\\, "
+        "Service de Cardiologie",
+        {"org-chu"},
+    ),
+    case(
+        "Organization",
+        "name:exact=Centre Hospitalier Universitaire de Saint-Étienne, Hôpital Nord, Service de Cardiologie",
+        set(),
+        "unescaped commas: an OR of three partial names",
+    ),
+    case("Organization", "name:contains=cardio", {"org-chu"}),
+    case("Organization", "name=hopital", {"org-hcl"}, "starts-with the whole value, not a word"),
     # more Patient parameters
+    case(P, "family=martin&_format=json&_pretty=true", {H}, "_format and _pretty are not criteria"),
+    case(P, "_lastUpdated=gt2100-01-01", set()),
+    case(P, "_has:DocumentReference:patient:type=11488-4&_has:Consent:patient:status=active", {H}),
+    case(P, "_has:DocumentReference:patient:status=superseded,entered-in-error", {H}),
+    case(
+        "DocumentReference",
+        f"patient.identifier={INS}|279035121518989,{INS}|294016912345678",
+        {"d1", "d2", "d3"},
+    ),
+    case("DocumentReference", "patient.family=martin&patient.given=marie", {"d1", "d2"}),
+    case("DocumentReference", "patient.family=martin&patient.given=lea", set()),
     case(P, "address=lyon", {H, OE, LAMB}),
     case(P, "address=750", {LEA, LEA2, LHOP}),
     case(P, "phone=+33600000001", {H}),
@@ -479,10 +562,13 @@ CATALOGUE = [
     case(P, "deceased=true", set()),
     case(P, "deceased=false", ALL_PATIENTS, "R4: deceased.exists() and deceased != false"),
     case(P, "family:missing=true", set()),
-    case(P, "_has:DocumentReference:patient:author.identifier=urn:oid:1.2.250.1.71.4.2.1|810000000001",
-         {H}),
-    case("DocumentReference", f"patient:identifier={INS}|279035121518989", set(),
-         ":identifier looks at Reference.identifier only"),
+    case(P, "_has:DocumentReference:patient:author.identifier=urn:oid:1.2.250.1.71.4.2.1|810000000001", {H}),
+    case(
+        "DocumentReference",
+        f"patient:identifier={INS}|279035121518989",
+        set(),
+        ":identifier looks at Reference.identifier only",
+    ),
 ]
 
 
@@ -516,6 +602,15 @@ async def test_every_match_is_also_counted(loaded: httpx.AsyncClient) -> None:
         counted = await get_bundle(loaded, rtype, f"{query}{sep}_summary=count")
         assert counted["total"] == len(expected), (rtype, query)
         assert not counted.get("entry"), counted
+
+
+async def test_last_updated_at_millisecond_precision(loaded: httpx.AsyncClient) -> None:
+    """A ``meta.lastUpdated`` instant, searched back: eq/ge/le match it, gt/lt/ne do not."""
+    stamp = (await loaded.get("/Patient/p-helene")).json()["meta"]["lastUpdated"]
+    for prefix, expected in [("", [H]), ("eq", [H]), ("ge", [H]), ("le", [H]), ("gt", []), ("lt", []),
+                             ("ne", []), ("sa", []), ("eb", [])]:  # fmt: skip
+        bundle = await get_bundle(loaded, P, f"_id=p-helene&_lastUpdated={prefix}{stamp}")
+        assert match_ids(bundle) == expected, (prefix, stamp)
 
 
 async def test_approximate_birthdate(loaded: httpx.AsyncClient) -> None:
@@ -583,9 +678,12 @@ async def post_search(
         (P, [("gender", "male"), ("birthdate", "1980")], "", {JEAN, JAC, MARC}),
         (P, [("identifier", f"{INS}|279035121518989")], "", {H}),
         (P, [("_has:DocumentReference:patient:type", "http://loinc.org|11488-4")], "", {H, JEAN}),
-        ("DocumentReference",
-         [("patient.identifier", f"{INS}|279035121518989"), ("type", "http://loinc.org|11488-4")],
-         "", {"d1", "d2"}),
+        (
+            "DocumentReference",
+            [("patient.identifier", f"{INS}|279035121518989"), ("type", "http://loinc.org|11488-4")],
+            "",
+            {"d1", "d2"},
+        ),
         ("DocumentReference", [("status", "current"), ("date", "ge2024")], "", {"d1", "d3"}),
         ("List", [("code", "submissionset"), ("patient", "p-lea")], "", {"l3"}),
     ],
@@ -614,6 +712,16 @@ async def test_post_search_pages_through_next_links(loaded: httpx.AsyncClient) -
         assert response.status_code == 200, response.text
         bundle = response.json()
     assert sorted(seen) == sorted({OE, JEAN, JAC, MARC, LHOP})
+
+
+async def test_post_search_with_a_charset(loaded: httpx.AsyncClient) -> None:
+    response = await loaded.post(
+        "/Patient/_search",
+        content="given=L%C3%A9a&active=true",
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"},
+    )
+    assert response.status_code == 200, response.text
+    assert match_ids(response.json()) == [LEA]
 
 
 async def test_post_search_requires_a_form(loaded: httpx.AsyncClient) -> None:
@@ -826,38 +934,112 @@ async def test_elements_on_documents(loaded: httpx.AsyncClient) -> None:
     ("rtype", "query", "matches", "included"),
     [
         ("DocumentReference", "_id=d1&_include=DocumentReference:subject", {"d1"}, ["Patient/p-helene"]),
-        ("DocumentReference", "patient=p-helene&_include=DocumentReference:subject", {"d1", "d2"},
-         ["Patient/p-helene"]),
+        (
+            "DocumentReference",
+            "patient=p-helene&_include=DocumentReference:subject",
+            {"d1", "d2"},
+            ["Patient/p-helene"],
+        ),
         ("DocumentReference", "_id=d1&_include=DocumentReference:patient", {"d1"}, ["Patient/p-helene"]),
-        ("DocumentReference", "_id=d1,d2&_include=DocumentReference:author", {"d1", "d2"},
-         ["Practitioner/pr-durand", "PractitionerRole/role-durand"]),
-        ("DocumentReference", "_id=d1,d2&_include=DocumentReference:author:Practitioner", {"d1", "d2"},
-         ["Practitioner/pr-durand"]),
+        (
+            "DocumentReference",
+            "_id=d1,d2&_include=DocumentReference:author",
+            {"d1", "d2"},
+            ["Practitioner/pr-durand", "PractitionerRole/role-durand"],
+        ),
+        (
+            "DocumentReference",
+            "_id=d1,d2&_include=DocumentReference:author:Practitioner",
+            {"d1", "d2"},
+            ["Practitioner/pr-durand"],
+        ),
         ("DocumentReference", "_id=d4&_include=DocumentReference:author", {"d4"}, ["Organization/org-hcl"]),
-        ("DocumentReference",
-         "_id=d2&_include=DocumentReference:author&_include=PractitionerRole:practitioner",
-         {"d2"}, ["PractitionerRole/role-durand"]),
-        ("DocumentReference",
-         "_id=d2&_include=DocumentReference:author&_include:iterate=PractitionerRole:practitioner",
-         {"d2"}, ["Practitioner/pr-durand", "PractitionerRole/role-durand"]),
-        ("DocumentReference",
-         "_id=d2&_include=DocumentReference:author&_include:iterate=PractitionerRole:practitioner"
-         "&_include:iterate=PractitionerRole:organization",
-         {"d2"}, ["Organization/org-hcl", "Practitioner/pr-durand", "PractitionerRole/role-durand"]),
-        ("DocumentReference", "_id=d1&_include=*", {"d1"},
-         ["DocumentReference/d2", "Patient/p-helene", "Practitioner/pr-durand"]),
+        (
+            "DocumentReference",
+            "_id=d2&_include=DocumentReference:author&_include=PractitionerRole:practitioner",
+            {"d2"},
+            ["PractitionerRole/role-durand"],
+        ),
+        (
+            "DocumentReference",
+            "_id=d2&_include=DocumentReference:author&_include:iterate=PractitionerRole:practitioner",
+            {"d2"},
+            ["Practitioner/pr-durand", "PractitionerRole/role-durand"],
+        ),
+        (
+            "DocumentReference",
+            "_id=d2&_include=DocumentReference:author&_include:iterate=PractitionerRole:practitioner"
+            "&_include:iterate=PractitionerRole:organization",
+            {"d2"},
+            ["Organization/org-hcl", "Practitioner/pr-durand", "PractitionerRole/role-durand"],
+        ),
+        (
+            "DocumentReference",
+            "_id=d1&_include=*",
+            {"d1"},
+            ["DocumentReference/d2", "Patient/p-helene", "Practitioner/pr-durand"],
+        ),
         ("DocumentReference", "_id=d5&_include=DocumentReference:subject", {"d5"}, []),
-        (P, "_id=p-helene&_revinclude=DocumentReference:subject", {H},
-         ["DocumentReference/d1", "DocumentReference/d2"]),
+        (
+            P,
+            "_id=p-helene&_revinclude=DocumentReference:subject",
+            {H},
+            ["DocumentReference/d1", "DocumentReference/d2"],
+        ),
         (P, "_id=p-lea&_revinclude=DocumentReference:subject", {LEA}, ["DocumentReference/d3"]),
-        (P, "_id=p-helene&_revinclude=DocumentReference:patient&_revinclude=Consent:patient", {H},
-         ["Consent/c1", "Consent/c3", "DocumentReference/d1", "DocumentReference/d2"]),
-        (P, "_id=p-helene,p-marc&_include=Patient:general-practitioner", {H, MARC},
-         ["Practitioner/pr-durand"]),
+        (
+            P,
+            "_id=p-helene&_revinclude=DocumentReference:patient&_revinclude=Consent:patient",
+            {H},
+            ["Consent/c1", "Consent/c3", "DocumentReference/d1", "DocumentReference/d2"],
+        ),
+        (
+            P,
+            "_id=p-helene,p-marc&_include=Patient:general-practitioner",
+            {H, MARC},
+            ["Practitioner/pr-durand"],
+        ),
         (P, "_id=p-alex&_revinclude=DocumentReference:subject", {ALEX}, []),
-        ("List", "_id=l1&_include=List:item&_include=List:subject", {"l1"},
-         ["DocumentReference/d1", "Patient/p-helene"]),
+        (
+            "List",
+            "_id=l1&_include=List:item&_include=List:subject",
+            {"l1"},
+            ["DocumentReference/d1", "Patient/p-helene"],
+        ),
         ("Consent", "_id=c1&_include=Consent:actor", {"c1"}, ["Practitioner/pr-durand"]),
+        ("DocumentReference", "_id=d1&_revinclude=List:item", {"d1"}, ["List/l1"]),
+        (
+            "DocumentReference",
+            "_id=d1&_include=DocumentReference:relatesto",
+            {"d1"},
+            ["DocumentReference/d2"],
+        ),
+        (
+            "DocumentReference",
+            "_id=d2&_revinclude=DocumentReference:relatesto",
+            {"d2"},
+            ["DocumentReference/d1"],
+        ),
+        ("DocumentReference", "_id=d1,d2&_revinclude=DocumentReference:relatesto", {"d1", "d2"}, []),
+        (P, "_id=p-lea&_include=Patient:general-practitioner", {LEA}, ["Practitioner/pr-petit"]),
+        (
+            P,
+            "_id=p-helene&_revinclude=DocumentReference:patient&_include:iterate=DocumentReference:author",
+            {H},
+            [
+                "DocumentReference/d1",
+                "DocumentReference/d2",
+                "Practitioner/pr-durand",
+                "PractitionerRole/role-durand",
+            ],
+        ),
+        ("PractitionerRole", "_id=role-gone&_include=PractitionerRole:practitioner", {"role-gone"}, []),
+        (
+            "PractitionerRole",
+            "_id=role-gone,role-durand&_include=*",
+            {"role-gone", "role-durand"},
+            ["Organization/org-hcl", "Practitioner/pr-durand"],
+        ),
     ],
 )
 async def test_include(
@@ -888,6 +1070,33 @@ async def test_unknown_parameter_is_ignored_with_an_outcome(loaded: httpx.AsyncC
     weird = await get_bundle(loaded, P, "family[$ne]=x")
     assert set(match_ids(weird)) == ALL_PATIENTS
     assert len(entries(weird, "outcome")) == 1
+
+
+async def test_unknown_parameter_in_a_chain_or_has_is_ignored_too(loaded: httpx.AsyncClient) -> None:
+    bundle = await get_bundle(loaded, "DocumentReference", "patient.nonexistent=x&status=current")
+    assert set(match_ids(bundle)) == {"d1", "d3", "d4"}
+    assert len(entries(bundle, "outcome")) == 1
+    bundle = await get_bundle(loaded, P, "_has:DocumentReference:patient:nonexistent=x&gender=female")
+    assert set(match_ids(bundle)) == {H, LEA, LEA2}
+    assert len(entries(bundle, "outcome")) == 1
+    for rtype, query in [("DocumentReference", {"patient.nonexistent": "x"}),
+                         (P, {"_has:DocumentReference:patient:nonexistent": "x"})]:  # fmt: skip
+        response = await loaded.get(f"/{rtype}", params=query, headers={"Prefer": "handling=strict"})
+        assert response.status_code == 400, response.text
+
+
+async def test_self_link_states_the_search(loaded: httpx.AsyncClient) -> None:
+    from urllib.parse import parse_qsl, urlsplit
+
+    bundle = await get_bundle(loaded, P, f"family=martin&identifier={INS}|279035121518989&_count=5")
+    url = urlsplit(link(bundle, "self") or "")
+    assert f"{url.scheme}://{url.netloc}{url.path}" == f"{BASE}/Patient"
+    params = parse_qsl(url.query)
+    for pair in [("family", "martin"), ("identifier", f"{INS}|279035121518989"), ("_count", "5")]:
+        assert pair in params, params
+    # following the self link gives the same answer
+    again = await loaded.get(link(bundle, "self") or "")
+    assert match_ids(again.json()) == match_ids(bundle) == [H]
 
 
 async def test_unknown_parameter_strict_is_400(loaded: httpx.AsyncClient) -> None:
@@ -921,6 +1130,8 @@ async def test_unknown_parameter_strict_is_400(loaded: httpx.AsyncClient) -> Non
         (P, "gender:contains=male"),
         (P, "_include=Patient:nonexistent"),
         (P, "_include=Nonsense:subject"),
+        ("DocumentReference", "_include=DocumentReference:subject:Nonsense"),
+        ("DocumentReference", "_include:nonsense=DocumentReference:subject"),
         (P, "_has:DocumentReference:nonexistent:type=x"),
         ("DocumentReference", "patient=Practitioner/pr-durand"),
         (P, "_cursor=not-a-cursor"),
@@ -954,6 +1165,65 @@ async def test_injection_never_matches_nor_fails(loaded: httpx.AsyncClient, quer
         assert match_ids(body) == []
     else:
         assert body["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        q
+        for q, _was_a_500 in [
+            ("family=%00", True),
+            ("family:exact=%00", True),
+            ("given=a%00b", True),
+            ("address-city=%00", True),
+            ("identifier=%00", True),
+            ("_id=%00", True),
+            ("general-practitioner=Practitioner/a%00", True),
+            ("family:contains=%00", False),
+            ("family=%01", False),
+        ]
+    ],
+)
+async def test_control_characters_are_never_a_500(raw_client: httpx.AsyncClient, query: str) -> None:
+    """A FHIR string cannot hold U+0000 (nor most controls): 400 or no match, never a 500."""
+    response = await raw_client.get("/Patient", params=parse(query))
+    assert response.status_code in (200, 400), f"{response.status_code} {response.text}"
+    body = response.json()
+    if response.status_code == 200:
+        assert match_ids(body) == []
+    else:
+        assert body["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize(
+    ("rtype", "query", "everything"),
+    [
+        (P, "general-practitioner.nonexistent=x", ALL_PATIENTS),
+        ("DocumentReference", "author.nonexistent=x", set(data.LIVE_DOCS)),
+        ("DocumentReference", "subject.nonexistent=x", set(data.LIVE_DOCS)),
+    ],
+)
+async def test_chain_to_an_unknown_parameter_on_a_multi_target_reference(
+    loaded: httpx.AsyncClient, rtype: str, query: str, everything: set[str]
+) -> None:
+    """As for ``patient.nonexistent`` (one target type): ignored with an outcome, 400 when strict."""
+    strict = await loaded.get(f"/{rtype}", params=parse(query), headers={"Prefer": "handling=strict"})
+    assert strict.status_code == 400, strict.text
+    bundle = await get_bundle(loaded, rtype, query)
+    assert set(match_ids(bundle)) == everything
+    assert len(entries(bundle, "outcome")) == 1
+
+
+async def test_elements_do_not_apply_to_included_resources(loaded: httpx.AsyncClient) -> None:
+    """R4 search §_elements: "The list of elements does not apply to included resources"."""
+    bundle = await get_bundle(
+        loaded, P, "_id=p-helene&_elements=birthDate&_include=Patient:general-practitioner"
+    )
+    (match,) = entries(bundle)
+    assert set(match) == {"resourceType", "id", "meta", "birthDate"}
+    (included,) = entries(bundle, "include")
+    assert {k: v for k, v in included.items() if k != "meta"} == data.PR_DURAND
+    assert not has_subsetted(included)
 
 
 # -- deleted resources --------------------------------------------------------------------------

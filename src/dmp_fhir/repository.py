@@ -25,7 +25,7 @@ from .policy.base import AccessPolicy, WriteAction
 from .policy.fields import policy_fields
 from .policy.matrix import AccessMatrix
 from .registry import RESOURCE_TYPES, ResourceType
-from .search.engine import SearchEngine, SearchRequest, SearchResult, merge
+from .search.engine import SearchEngine, SearchRequest, SearchResult, merge, reject_nul
 from .search.extract import extract_search_fields
 from .storage import ResourceStore, StoredVersion
 from .storage.store import WriteGuard
@@ -192,6 +192,7 @@ class Repository:
         rtype = resource_type(type_name)
         async with self._audited("search-type", rtype.name, query=urlencode(params)) as record:
             self.policy.require(rtype.name, "s")
+            reject_nul(params)
             focus = await self._focus_patients(rtype.name, params)
             record.patients.update(focus)
             if focus:
@@ -244,6 +245,7 @@ class Repository:
         if not params:
             raise BadRequest("A conditional request needs search parameters.", code="required")
         self.policy.require(rtype.name, "s")
+        reject_nul(params)
         focus = await self._focus_patients(rtype.name, params)
         await self.policy.prepare(focus or None)
         request = await self.search_engine.compile(rtype.name, params, strict=True)

@@ -26,7 +26,7 @@ async def run_search(request: Request, type_name: str, params: list[tuple[str, s
     req, result = await repo.search(type_name, params, strict=prefer.handling == "strict")
     entries = result_entries(req, result)
     base = settings.base_url
-    kept = [(k, v) for k, v in params if k not in ("_cursor", "_format", "_pretty")]
+    kept = [(k, v) for k, v in params if k != "_cursor"]
     links = {"self": page_link(base, type_name, [*kept, *_cursor_param(params)])}
     if result.next_cursor is not None:
         links["next"] = page_link(base, type_name, kept, _cursor=result.next_cursor.encode())
@@ -40,7 +40,8 @@ async def run_search(request: Request, type_name: str, params: list[tuple[str, s
 def result_entries(req: SearchRequest, result: SearchResult) -> list[tuple[str, dict[str, Any]]]:
     """(search mode, shaped resource) pairs: matches, then included resources."""
     entries = [("match", shape(d["resource"], req.summary, req.elements)) for d in result.matches]
-    entries += [("include", shape(d["resource"], req.summary, req.elements)) for _, d in result.included]
+    # R4: "the list of elements does not apply to included resources".
+    entries += [("include", shape(d["resource"], req.summary, None)) for _, d in result.included]
     return entries
 
 

@@ -70,6 +70,13 @@ def merge(*conditions: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def reject_nul(params: list[tuple[str, str]]) -> None:
+    """FHIR strings cannot hold NUL, and the database refuses them: a clear 400, early."""
+    for key, raw in params:
+        if "\x00" in key or "\x00" in raw:
+            raise BadRequest("Search parameters may not contain NUL characters.", code="value")
+
+
 def split_values(raw: str) -> list[str]:
     """The OR-list of a parameter value; escapes (``\\,`` ``\\|`` ``\\$``) are left for the filters."""
     return _SPLIT.split(raw)
@@ -146,6 +153,7 @@ class SearchEngine:
         controls = {k: v for k, v in params if k in CONTROL_PARAMS}
         warnings: list[Issue] = []
         conditions: list[Mapping[str, Any]] = [self.base_filter(rtype)]
+        reject_nul(params)
         for key, raw in criteria:
             try:
                 cond = await self.criterion(rtype, key, raw, depth=0)
@@ -226,10 +234,14 @@ class SearchEngine:
                 raise BadRequest(f"Unknown resource type '{type_modifier}' in chain.", code="value")
             targets = [type_modifier]
         if len(targets) > 1:
-            # FHIR requires a type when several targets could hold the chained parameter.
+            # Only the target types that define the chained parameter can match.
             targets = [
                 t for t in targets if get_param(t, rest.split(".")[0].split(":")[0]) or rest.startswith("_id")
             ]
+            if not targets:
+                raise UnknownParameter(
+                    f"No target type of '{param.name}' has a search parameter '{rest.split('.')[0]}'."
+                )
         references: list[str] = []
         for target in targets:
             cond = await self.criterion(target, rest, raw, depth=depth + 1)

@@ -15,10 +15,14 @@ from functools import lru_cache
 MAX_PREFIX = 64  # longer prefixes are not stored: a longer query adds a regex on the full value
 
 
+#: Ligatures that French names use and that NFKD leaves alone (Œuvray, Lætitia).
+_LIGATURES = str.maketrans({"œ": "oe", "Œ": "oe", "æ": "ae", "Æ": "ae"})
+
+
 @lru_cache(maxsize=8192)
 def normalize(value: str) -> str:
-    """Fold ``value`` for comparison: no accents, case-folded, single spaces, trimmed."""
-    decomposed = unicodedata.normalize("NFKD", value)
+    """Fold ``value`` for comparison: no accents or ligatures, case-folded, single spaces."""
+    decomposed = unicodedata.normalize("NFKD", value.translate(_LIGATURES))
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(stripped.casefold().split())
 
