@@ -293,7 +293,7 @@ def test_string_folding_and_prefix_cap() -> None:
     assert "fille oeuv" in out["_s_name"]
     assert "a" * 64 in out["_s_name"]
     assert "a" * 65 not in out["_s_name"]
-    assert len(out["_s_name"]) == 18 + 11 + 7 + 64  # every prefix once, none over 64 characters
+    assert len(out["_s_name"]) == 18 + 12 + 7 + 64  # every prefix once, none over 64 characters
     assert not any(len(p) > 64 for p in out["_s_name"])
 
 
