@@ -22,7 +22,7 @@ from .audit.events import OUTCOME_MINOR_FAILURE, OUTCOME_SERIOUS_FAILURE
 from .config import Settings
 from .errors import BadRequest, FhirError, Gone, MethodNotAllowed, NotFound, PreconditionFailed
 from .policy.base import AccessPolicy, WriteAction
-from .policy.fields import policy_fields
+from .policy.fields import HIDING_LABELS, policy_fields
 from .policy.matrix import AccessMatrix
 from .registry import RESOURCE_TYPES, ResourceType
 from .search.engine import SearchEngine, SearchRequest, SearchResult, merge, reject_nul
@@ -119,21 +119,31 @@ class Repository:
         if _audited_type(rtype) or record.patients:
             await self.audit.record(record)
 
-    def _note(self, rtype: str, doc: dict[str, Any], *, version: bool = True) -> None:
+    def _note(self, rtype: str, doc: dict[str, Any], *, version: bool = True, labels: bool = True) -> None:
         """Add a touched resource (and its patient and labels) to the current audit record."""
         record = self._record
         if record is None:
             return
         pid = doc.get("_p_patient")
-        if isinstance(pid, str):
-            record.patients.add(pid)
         rid = doc.get("_rid", doc.get("_id"))
         ref = f"{rtype}/{rid}" + (f"/_history/{doc['_v']}" if version and "_v" in doc else "")
-        if ref not in record.entities:
-            record.entities.append(ref)
-        record.labels.update(doc.get("_p_labels") or ())
+        hiding = frozenset(doc.get("_p_labels") or ()) & HIDING_LABELS if labels else frozenset()
+        record.touch(pid if isinstance(pid, str) else None, ref, hiding)
 
     # -- helpers ----------------------------------------------------------------------
+
+    async def _refresh_dependents(self, rtype: str, rid: str) -> None:
+        """Binaries a document owns and submission sets that list it are hidden like it:
+        recompute their policy fields when the document changes."""
+        if rtype != "DocumentReference":
+            return
+        for dependent, query in (
+            ("Binary", {"_p_document": rid}),
+            ("List", {"_s_item": f"DocumentReference/{rid}"}),
+        ):
+            for doc in await self.store.find(dependent, {**query, "_deleted": False}):
+                fields = await policy_fields(dependent, doc["resource"], self.matrix, self._resolve)
+                await self.store.set_fields(dependent, doc["_id"], fields)
 
     async def _fields(self, rtype: str, resource: dict[str, Any] | None) -> dict[str, Any]:
         """Search and policy fields: computed here, for every write path."""
@@ -244,6 +254,13 @@ class Repository:
         params = parse_qsl(query.split("?", 1)[-1], keep_blank_values=True)
         if not params:
             raise BadRequest("A conditional request needs search parameters.", code="required")
+        async with self._audited("search-type", rtype.name, query=urlencode(params)):
+            return await self._conditional_match(rtype, params, query)
+
+    async def _conditional_match(
+        self, rtype: ResourceType, params: list[tuple[str, str]], query: str
+    ) -> StoredVersion | None:
+        type_name = rtype.name
         self.policy.require(rtype.name, "s")
         reject_nul(params)
         focus = await self._focus_patients(rtype.name, params)
@@ -254,6 +271,8 @@ class Repository:
             raise PreconditionFailed(
                 f"The condition '{query}' matches several {type_name} resources.", code="multiple-matches"
             )
+        for doc in docs:
+            self._note(rtype.name, doc)
         return StoredVersion.from_doc(rtype.name, docs[0]) if docs else None
 
     # -- reads ------------------------------------------------------------------------
@@ -324,7 +343,9 @@ class Repository:
 
         async def guard(current: dict[str, Any] | None) -> None:
             if new is not None:
-                self._note(rtype, new, version=False)
+                self._note(rtype, new, version=False, labels=False)
+                if current is None:
+                    self.policy.require(rtype, "c")  # an update that creates needs 'c'
             if current is not None:
                 await self._require_visible(rtype, current, f"{rtype}/{current['_id']}")
             if new is None and current is None:
@@ -352,7 +373,9 @@ class Repository:
                 create_only=True,
                 guard=self._guard(rtype.name, {"_rid": new_id, "resource": resource, **fields}),
             )
-            record.entities = [f"{rtype.name}/{new_id}/_history/{stored.version}"]
+            record.touched.clear()
+            self._note(rtype.name, {"_rid": new_id, "_v": stored.version, **fields})
+            await self._refresh_dependents(rtype.name, new_id)
             return WriteResult(stored, created=True)
 
     async def update(
@@ -396,7 +419,10 @@ class Repository:
             )
             if stored.version == 1 and stored.changed:
                 record.interaction = "create"
-            record.entities = [f"{rtype.name}/{rid}/_history/{stored.version}"]
+            record.touched.clear()
+            self._note(rtype.name, {"_rid": rid, "_v": stored.version, **fields})
+            if stored.changed:
+                await self._refresh_dependents(rtype.name, rid)
             return WriteResult(stored, created=stored.version == 1 and stored.changed)
 
     async def delete(self, type_name: str, rid: str, *, if_match: int | None = None) -> StoredVersion:
@@ -412,8 +438,13 @@ class Repository:
                 if_match=if_match,
                 guard=self._guard(rtype.name, None),
             )
-            if stored.version:
-                record.entities = [f"{rtype.name}/{rid}/_history/{stored.version}"]
+            if stored.changed:
+                # The event names the tombstone version, with the deleted one's patient/labels.
+                record.touched[:] = [
+                    (pid, f"{rtype.name}/{rid}/_history/{stored.version}", labels)
+                    for pid, _, labels in record.touched[:1]
+                ]
+                await self._refresh_dependents(rtype.name, rid)
             return stored
 
     # -- history ----------------------------------------------------------------------

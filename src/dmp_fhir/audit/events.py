@@ -58,6 +58,48 @@ class AuditRecord:
     labels: set[str] = field(default_factory=set)
     #: The event itself is hidden from the legal representatives (a minor's secret connection).
     secret: bool = False
+    #: (patient, ``Type/id[/_history/n]``, hiding labels) of every resource touched.
+    touched: list[tuple[str | None, str, frozenset[str]]] = field(default_factory=list)
+
+    def touch(self, patient: str | None, reference: str, labels: frozenset[str]) -> None:
+        if patient is not None:
+            self.patients.add(patient)
+        if all(ref != reference for _, ref, _ in self.touched):
+            self.touched.append((patient, reference, labels))
+
+    def split(self) -> list[AuditRecord]:
+        """One event per patient and per visibility.
+
+        A patient's trail never shows another patient's resources (nor a query that named
+        them), and an event about a document hidden from the patient is hidden on its own,
+        without hiding the rest.
+        """
+        groups: dict[tuple[str | None, frozenset[str]], list[str]] = {}
+        for patient, ref, labels in self.touched:
+            groups.setdefault((patient, labels | frozenset(self.labels)), []).append(ref)
+        for patient in self.patients:
+            if not any(key[0] == patient for key in groups):
+                groups[(patient, frozenset(self.labels))] = []
+        if not groups:
+            groups[(None, frozenset(self.labels))] = []
+        several = len({p for p, _ in groups if p is not None}) > 1
+        records = []
+        for (patient, labels), refs in groups.items():
+            records.append(
+                AuditRecord(
+                    interaction=self.interaction,
+                    resource_type=self.resource_type,
+                    caller=self.caller,
+                    outcome=self.outcome,
+                    outcome_desc=self.outcome_desc,
+                    patients={patient} if patient is not None else set(),
+                    entities=refs + [e for e in self.entities if e not in refs and patient is None],
+                    query=None if several else self.query,
+                    labels=set(labels),
+                    secret=self.secret,
+                )
+            )
+        return records
 
 
 def build_audit_event(record: AuditRecord, *, moment: datetime, source: str) -> dict[str, Any]:

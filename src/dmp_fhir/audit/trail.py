@@ -71,6 +71,14 @@ class AuditTrail:
             await self._flush(self._take())
 
     async def record(self, record: AuditRecord) -> None:
+        """Store the record's events (one per patient and visibility); return once stored."""
+        parts = record.split()
+        if len(parts) == 1:
+            await self._record_one(parts[0])
+        else:
+            await asyncio.gather(*(self._record_one(part) for part in parts))
+
+    async def _record_one(self, record: AuditRecord) -> None:
         moment = now_utc()
         resource = build_audit_event(record, moment=moment, source=self.source)
         labels = set(record.labels) & HIDING_LABELS

@@ -53,6 +53,10 @@ class DmpPolicy:
         self.rule = matrix.rule_for(caller.profession, caller.specialty)
         self.relations: dict[str, Relation] = {}
         self._complete = False  # relations to every candidate patient are known
+        self._roles_loaded = False
+        self.excluded = caller.kind == "practitioner" and matrix.is_excluded(
+            caller.actor_category, caller.organization_sector
+        )
         self._closed: set[str] = set()
 
     # -- scopes (SMART) -----------------------------------------------------------------
@@ -68,9 +72,24 @@ class DmpPolicy:
 
     # -- relations to patients ----------------------------------------------------------
 
+    async def _load_roles(self) -> None:
+        """The caller's current PractitionerRoles name them too (Consents, GP, authorship)."""
+        if self._roles_loaded or self.caller.kind != "practitioner":
+            return
+        roles = await self.store.find(
+            "PractitionerRole",
+            {"_s_practitioner": self.caller.subject, "_deleted": False},
+            projection={"_id": 1},
+        )
+        role_keys = {f"PractitionerRole/{d['_id']}" for d in roles}
+        self.keys = self.keys | role_keys
+        self.person = self.person | role_keys
+        self._roles_loaded = True
+
     async def prepare(self, focus_patients: set[str] | None = None) -> None:
         """Relations to ``focus_patients`` only (a read, a search naming its patients), or —
         without focus — to every patient this caller may have a relation with."""
+        await self._load_roles()
         if self.caller.kind in ("patient", "related-person"):
             for pid in (focus_patients or set()) | ({self.caller.patient} if self.caller.patient else set()):
                 if pid not in self.relations:
@@ -127,6 +146,8 @@ class DmpPolicy:
                 consents.get(pid, []),
                 statuses.get(pid, "open"),
                 self.matrix,
+                keys=self.keys,
+                person=self.person,
             )
 
     async def _own_relation(self, pid: str) -> Relation:
@@ -143,8 +164,14 @@ class DmpPolicy:
         kind = self.caller.kind
         if kind == "internal":
             return {}
+        context = _SCOPE_CONTEXT.get(kind)
+        scopes = self.caller.scopes
+        if context is None or not (scopes.allows(context, rtype, "r") or scopes.allows(context, rtype, "s")):
+            return None  # includes, chains and _has obey the token's scopes too
         if rtype in DIRECTORY_TYPES:
             return {}
+        if self.excluded:
+            return None
         if kind in ("patient", "related-person"):
             return self._own_scope(rtype)
         if kind == "practitioner":
@@ -156,31 +183,34 @@ class DmpPolicy:
         if pid is None or not self.relations.get(pid, Relation.NOT_AUTHORISED).grants_access:
             return None
         if rtype == "Patient":
-            return {"_id": pid}
+            return {"_p_patient": pid}  # (not ``_id``: history ids are ``id/version``)
         hidden = [INVISIBLE_PATIENT]
         if self.caller.kind == "related-person":
             hidden += [INVISIBLE_REPRESENTATIVES, SECRET_CONNECTION]
-        if rtype in ("DocumentReference", "AuditEvent"):
-            # An event about a hidden document is hidden like the document.
+        if rtype in ("DocumentReference", "List", "AuditEvent"):
+            # What refers to a hidden document (a submission set, an event) is hidden like it.
             return {"_p_patient": pid, "_p_labels": {"$nin": hidden}}
-        if rtype in ("List", "Consent"):
+        if rtype == "Consent":
             return {"_p_patient": pid}
         return None
 
     def _professional_scope(self, rtype: str) -> Mapping[str, Any] | None:
         granted = self._granted(Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY)
         if rtype == "Patient":
-            return {"_id": _in(granted)} if granted else None
-        if rtype == "List":
             return {"_p_patient": _in(granted)} if granted else None
-        if rtype != "DocumentReference":
+        if rtype not in ("DocumentReference", "List"):
             return None  # Consents and the audit trail are the patient's own
         groups: list[dict[str, Any]] = []
         gp = self._granted(Relation.GP)
-        if gp:
+        if gp and rtype == "DocumentReference":
             groups.append({"_p_patient": _in(gp), "_p_keys": {"$in": sorted(self.matrix.gp_read)}})
+        elif gp:
+            # A submission set reveals every document it lists: the GP sees it unless it lists
+            # one outside what the GP reads (occupational health).
+            outside = sorted(set(self.matrix.sections) - self.matrix.gp_read)
+            groups.append({"_p_patient": _in(gp), "_p_keys": {"$nin": outside}})
         matrix_patients = self._granted(Relation.AUTHORISED, Relation.EMERGENCY)
-        if matrix_patients and self.rule is not None and self.rule.read:
+        if matrix_patients and self.rule is not None and self.rule.read and rtype == "DocumentReference":
             groups.append(
                 {
                     "_p_patient": _in(matrix_patients),
@@ -208,12 +238,13 @@ class DmpPolicy:
         return groups[0] if len(groups) == 1 else {"$or": groups}
 
     async def binary_visible(self, binary: Mapping[str, Any]) -> bool:
+        """Readable only through the one DocumentReference that owns it (its
+        ``securityContext``), when that document lists it and the caller may see it."""
+        owner = binary.get("_p_document")
         scope = self.scope("DocumentReference")
-        if scope is None:
-            return False
-        query: dict[str, Any] = {"_p_binaries": binary["_rid"], "_deleted": False}
-        if binary.get("_p_patient"):
-            query["_p_patient"] = binary["_p_patient"]
+        if not isinstance(owner, str) or scope is None:
+            return self.caller.kind == "internal"
+        query: dict[str, Any] = {"_id": owner, "_p_binaries": binary["_rid"], "_deleted": False}
         docs = await self.store.find(
             "DocumentReference", {**query, "$and": [scope]}, limit=1, projection={"_id": 1}
         )
@@ -274,36 +305,43 @@ class DmpPolicy:
             if kind != "system":
                 raise Forbidden(f"Only directory systems write {rtype} resources.")
             return
+        if kind == "system":
+            raise Forbidden("System clients write the directory only.")
+        if self.excluded:
+            raise Forbidden(f"Access refused: {Relation.EXCLUDED.value}.")
         doc = new if new is not None else old
         assert doc is not None
         pid = doc.get("_p_patient")
         if old is not None and new is not None and old.get("_p_patient") != pid:
             raise Forbidden("A resource cannot be moved to another patient's record.")
         if rtype == "Patient":
-            await self._check_patient_write(action, pid)
+            self._check_identity_write(action, pid)
+            return
+        if rtype == "Binary":
+            await self._check_binary_write(new, old)
             return
         if not isinstance(pid, str):
-            raise Forbidden(f"This {rtype} does not designate the patient it belongs to.", code="forbidden")
-        if kind == "system":
-            raise Forbidden("System clients do not write patient data.")
+            raise Forbidden(f"This {rtype} does not designate the patient it belongs to.")
         await self.prepare({pid})
         relation = self.relations.get(pid, Relation.NOT_AUTHORISED)
+        if rtype == "DocumentReference" and new is not None:
+            await self._check_attachments(new)
         if kind in ("patient", "related-person"):
-            await self._check_own_write(rtype, action, relation, new, old)
+            self._check_own_write(rtype, action, relation, new, old)
         else:
-            await self._check_professional_write(rtype, action, relation, new, old)
+            self._check_professional_write(rtype, action, relation, new, old)
 
-    async def _check_patient_write(self, action: WriteAction, pid: Any) -> None:
+    def _check_identity_write(self, action: WriteAction, pid: Any) -> None:
         kind = self.caller.kind
         if action == "delete":
-            raise Forbidden("A DMP is destroyed by the $dmp-destroy operation, not a delete.")
-        if kind == "system" or (kind == "practitioner" and action == "create"):
-            return
+            raise Forbidden("A DMP is destroyed by its own operation, never by a delete.")
+        if kind == "practitioner" and action == "create":
+            return  # a professional opens a DMP
         if kind in ("patient", "related-person") and pid == self.caller.patient and action == "update":
             return
         raise Forbidden("Only the patient (or a legal representative) updates their identity.")
 
-    async def _check_own_write(
+    def _check_own_write(
         self,
         rtype: str,
         action: WriteAction,
@@ -313,29 +351,34 @@ class DmpPolicy:
     ) -> None:
         if not relation.grants_access:
             raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
-        if rtype in ("Consent", "List", "Binary"):
+        if rtype == "Consent":
+            return
+        own = f"Patient/{self.caller.patient}"
+        if rtype == "List":
+            if old is not None and own not in (old.get("_p_authors") or ()):
+                raise Forbidden("Patients change only the submission sets they made.")
             return
         if rtype != "DocumentReference":
             raise Forbidden(f"Patients do not write {rtype} resources.")
-        personal = any(k in self.matrix.patient_write for k in _keys(new or old))
+        if new is not None and INVISIBLE_PATIENT in set(_labels(new)) - set(_labels(old or {})):
+            raise Forbidden("Only a document's author hides it from the patient.")
         if action == "create":
-            assert new is not None
-            if not personal:
+            if not self._personal(new):
                 raise Forbidden("Patients add documents only to their personal space.")
-            if INVISIBLE_PATIENT in _labels(new):
-                raise Forbidden("Only a document's author hides it from the patient.")
             return
-        assert old is not None
-        if action == "delete":
-            if not personal:
-                raise Forbidden("Patients delete only the documents of their personal space.")
-            return
-        assert new is not None
+        if self._personal(old) and (new is None or self._personal(new)):
+            return  # the patient's own space: theirs to change or delete
+        if action == "delete" or new is None or old is None:
+            raise Forbidden("Patients delete only the documents of their personal space.")
         changed = set(_labels(new)) ^ set(_labels(old))
-        if changed - {MASKED} or (not personal and _content(new) != _content(old)):
+        if changed - {MASKED} or _content(new) != _content(old):
             raise Forbidden("Patients may only mask or unmask a professional's document.")
 
-    async def _check_professional_write(
+    def _personal(self, doc: Mapping[str, Any] | None) -> bool:
+        keys = _keys(doc)
+        return bool(keys) and keys[0] in self.matrix.patient_write
+
+    def _check_professional_write(
         self,
         rtype: str,
         action: WriteAction,
@@ -345,31 +388,73 @@ class DmpPolicy:
     ) -> None:
         if relation not in (Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY):
             raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
-        if rtype in ("List", "Binary"):
-            return
-        if rtype != "DocumentReference":
+        if rtype not in ("DocumentReference", "List"):
             raise Forbidden(f"Only the patient writes {rtype} resources.")
-        authors = set((new or old or {}).get("_p_authors") or ())
-        if action == "create":
-            assert new is not None
-            allowed = self.rule.write if self.rule else frozenset()
-            if not set(_keys(new)) & allowed:
-                raise Forbidden("The access matrix does not let this profession add this type of document.")
-            if MASKED in _labels(new):
-                raise Forbidden("Only the patient masks a document.")
-            if INVISIBLE_PATIENT in _labels(new) and not authors & self.person:
-                raise Forbidden("Only the document's author hides it from the patient.")
+        if old is not None and not set(old.get("_p_authors") or ()) & self.person:
+            raise Forbidden(f"Only the author of this {rtype} changes or deletes it.")
+        if rtype == "List" or new is None:
             return
-        assert old is not None
-        if not set(old.get("_p_authors") or ()) & self.person:
-            raise Forbidden("Only the document's author changes or deletes it.")
-        if action == "delete" or new is None:
-            return
-        before, after = set(_labels(old)), set(_labels(new))
+        if not set(new.get("_p_authors") or ()) & self.person:
+            raise Forbidden("A professional writes documents they author (DocumentReference.author).")
+        if not self._may_write(_keys(new)):
+            raise Forbidden("The access matrix does not let this profession write this type of document.")
+        before, after = set(_labels(old or {})), set(_labels(new))
         if MASKED in before ^ after:
             raise Forbidden("Only the patient masks or unmasks a document.")
-        if INVISIBLE_PATIENT in after - before:
+        if old is not None and INVISIBLE_PATIENT in after - before:
             raise Forbidden("A document is hidden from the patient at its creation only.")
+
+    def _may_write(self, keys: list[str]) -> bool:
+        """Its section is writable, or every one of its type codes is."""
+        allowed = self.rule.write if self.rule else frozenset()
+        if not keys:
+            return False
+        section, types = keys[0], keys[1:]
+        return section in allowed or (bool(types) and all(t in allowed for t in types))
+
+    async def _check_attachments(self, new: Mapping[str, Any]) -> None:
+        """A document may not point at the content of another document."""
+        for binary_id in new.get("_p_binaries") or ():
+            found = await self.store.find(
+                "Binary", {"_id": binary_id}, limit=1, projection={"_p_document": 1}
+            )
+            owner = found[0].get("_p_document") if found else None
+            if owner is not None and owner != new.get("_rid"):
+                raise Forbidden(f"Binary/{binary_id} is the content of another document.")
+
+    async def _check_binary_write(self, new: Mapping[str, Any] | None, old: Mapping[str, Any] | None) -> None:
+        """Only who may write its DocumentReference writes a Binary (named by securityContext)."""
+        owner_id = (new if new is not None else old or {}).get("_p_document")
+        if old is not None and new is not None and old.get("_p_document") != owner_id:
+            raise Forbidden("A Binary cannot change the document it belongs to.")
+        refusal = Forbidden(
+            "A Binary is written by whoever may write the DocumentReference that its "
+            "securityContext names and that lists it."
+        )
+        if not isinstance(owner_id, str):
+            raise refusal
+        found = await self.store.find("DocumentReference", {"_id": owner_id, "_deleted": False}, limit=1)
+        if not found:
+            raise refusal
+        owner = found[0]
+        binary_id = (new if new is not None else old or {}).get("_rid")
+        pid = owner.get("_p_patient")
+        if binary_id not in (owner.get("_p_binaries") or ()) or not isinstance(pid, str):
+            raise refusal
+        await self.prepare({pid})
+        scope = self.scope("DocumentReference")
+        visible = scope is not None and bool(
+            await self.store.find(
+                "DocumentReference", {"_id": owner_id, "$and": [scope]}, limit=1, projection={"_id": 1}
+            )
+        )
+        if not visible:
+            raise refusal
+        if self.caller.kind in ("patient", "related-person"):
+            if not self._personal(owner):
+                raise refusal
+        elif not set(owner.get("_p_authors") or ()) & self.person:
+            raise refusal
 
 
 def _in(values: list[str]) -> Any:

@@ -17,7 +17,7 @@ RPPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
 FINESS_SYSTEMS = ("urn:oid:1.2.250.1.71.4.2.2", "https://finess.esante.gouv.fr")
 
 #: Keys that name a person (authorship); organisation keys only matter for consents.
-PERSON_KEY_PREFIXES = ("Practitioner/", "rpps:", "Patient/", "RelatedPerson/")
+PERSON_KEY_PREFIXES = ("Practitioner/", "PractitionerRole/", "rpps:", "Patient/", "RelatedPerson/")
 
 #: Looks up ``Type/id`` in the store (raw, no policy): used for PractitionerRole → Practitioner
 #: and DocumentReference → patient.
@@ -87,10 +87,9 @@ async def actor_keys(reference: Any, resource: dict[str, Any], resolve: Resolver
     else:
         parts = ref.split("/_history/")[0].split("/")
         if len(parts) >= 2:
-            rtype, rid = parts[-2], parts[-1]
-            keys.append(f"{rtype}/{rid}")
-            if rtype == "PractitionerRole":
-                target = await resolve(f"PractitionerRole/{rid}")
+            # A referenced PractitionerRole stays a role key: the caller's current roles are
+            # added to their keys at request time, so a reassigned role never goes stale.
+            keys.append(f"{parts[-2]}/{parts[-1]}")
     if target is not None:
         for ident in target.get("identifier") or []:
             keys += identifier_keys(ident)
@@ -115,7 +114,7 @@ async def policy_fields(
     if rtype == "DocumentReference":
         return await _document_fields(resource, matrix, resolve)
     if rtype == "List":
-        return {"_p_patient": patient_of(resource.get("subject"))}
+        return await list_fields(resource, matrix, resolve)
     if rtype == "Consent":
         actors: list[str] = []
         for provision in _provisions(resource.get("provision")):
@@ -126,8 +125,59 @@ async def policy_fields(
             "_p_actors": sorted(set(actors)),
         }
     if rtype == "Binary":
-        return {"_p_patient": await _binary_patient(resource, resolve)}
+        return await binary_fields(resource, resolve)
     return {}
+
+
+#: Labels that hide a document from someone: what refers to it inherits them.
+HIDING_LABELS = frozenset({"MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX"})
+
+
+def document_id_of(reference: Any) -> str | None:
+    """``DocumentReference/x`` (relative or absolute) → ``x``."""
+    ref = reference.get("reference") if isinstance(reference, dict) else None
+    if isinstance(ref, str) and "DocumentReference/" in ref:
+        return ref.rsplit("DocumentReference/", 1)[1].split("/")[0] or None
+    return None
+
+
+async def binary_fields(resource: dict[str, Any], resolve: Resolver) -> dict[str, Any]:
+    """A Binary belongs to the DocumentReference its ``securityContext`` names: it is read
+    through that document only, and hidden like it."""
+    context = resource.get("securityContext")
+    owner_id = document_id_of(context)
+    patient = patient_of(context)
+    labels: list[str] = []
+    if owner_id is not None:
+        owner = await resolve(f"DocumentReference/{owner_id}")
+        if owner is not None:
+            patient = patient_of(owner.get("subject"))
+            labels = [code for code in labels_of(owner) if code in HIDING_LABELS]
+    return {"_p_patient": patient, "_p_document": owner_id, "_p_labels": labels}
+
+
+async def list_fields(resource: dict[str, Any], matrix: AccessMatrix, resolve: Resolver) -> dict[str, Any]:
+    """A submission set reveals its documents (ids, title): it is hidden like the most hidden
+    of them, and carries their access keys."""
+    labels: set[str] = set()
+    keys: set[str] = set()
+    for entry in resource.get("entry") or []:
+        doc_id = document_id_of(entry.get("item"))
+        if doc_id is None:
+            continue
+        item = await resolve(f"DocumentReference/{doc_id}")
+        if item is None:
+            continue
+        labels |= {code for code in labels_of(item) if code in HIDING_LABELS}
+        fields = await _document_fields(item, matrix, resolve)
+        keys |= set(fields["_p_keys"])
+    authors = await actor_keys(resource.get("source"), resource, resolve)
+    return {
+        "_p_patient": patient_of(resource.get("subject")),
+        "_p_labels": sorted(labels),
+        "_p_keys": sorted(keys),
+        "_p_authors": sorted(k for k in authors if k.startswith(PERSON_KEY_PREFIXES)),
+    }
 
 
 async def _document_fields(
@@ -157,19 +207,6 @@ async def _document_fields(
         "_p_authors": sorted(set(authors)),
         "_p_binaries": sorted(set(binaries)),
     }
-
-
-async def _binary_patient(resource: dict[str, Any], resolve: Resolver) -> str | None:
-    context = resource.get("securityContext")
-    direct = patient_of(context)
-    if direct is not None or not isinstance(context, dict):
-        return direct
-    ref = context.get("reference")
-    if isinstance(ref, str) and "DocumentReference/" in ref:
-        doc = await resolve("DocumentReference/" + ref.rsplit("DocumentReference/", 1)[1])
-        if doc is not None:
-            return patient_of(doc.get("subject"))
-    return None
 
 
 def _provisions(provision: Any) -> list[dict[str, Any]]:

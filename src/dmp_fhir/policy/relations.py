@@ -119,18 +119,18 @@ def read_consents(
         while stack:
             provision, inherited = stack.pop()
             kind = provision.get("type", inherited)
+            if not _active(provision, now):
+                continue  # an expired provision takes its exceptions with it
             for child in provision.get("provision") or []:
                 stack.append((child, "permit" if kind == "deny" else "deny"))
-            if not _active(provision, now):
-                continue
             actors = _actor_keys(provision)
             names_caller = bool(actors & keys)
             purposes = _purposes(provision)
             if kind == "deny":
                 if purposes & EMERGENCY_PURPOSES and (not actors or names_caller):
                     opposed = True
-                elif names_caller and not purposes:
-                    blocked = True
+                elif names_caller:
+                    blocked = True  # a deny naming the actor blocks, whatever its purpose
             elif kind == "permit" and names_caller:
                 permitted = True
     return ConsentFindings(blocked, permitted, opposed)
@@ -142,17 +142,19 @@ def professional_relation(
     consents: Iterable[dict[str, Any]],
     record_status: str,
     matrix: AccessMatrix,
+    *,
+    keys: frozenset[str],  # every key naming the caller (roles, organisation)
+    person: frozenset[str],  # the keys naming the caller as a person
 ) -> Relation:
     """The patient-level decision for a professional (see the module docstring)."""
     if matrix.is_excluded(caller.actor_category, caller.organization_sector):
         return Relation.EXCLUDED
     if record_status != "open":
         return Relation.CLOSED
-    keys = caller_keys(caller)
     findings = read_consents(consents, keys)
     if findings.blocked:
         return Relation.BLOCKED
-    if patient is not None and person_keys(caller) & set(patient.get("_p_gp") or ()):
+    if patient is not None and person & set(patient.get("_p_gp") or ()):
         return Relation.GP
     if findings.permitted:
         return Relation.AUTHORISED

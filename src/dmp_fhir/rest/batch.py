@@ -96,6 +96,15 @@ async def _run_entry(repo: Repository, entry: Any, base: str) -> dict[str, Any]:
     raise BadRequest(f"Unsupported batch entry: {method} {url}.", code="not-supported")
 
 
+def _status_line(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
 async def _fresh_repository(request: Request) -> Repository:
     """A repository per entry: entries are independent requests (own audit event)."""
     request.state.repository = None
@@ -131,7 +140,7 @@ def build_router() -> APIRouter:
             try:
                 out.append(await _run_entry(repo, entry, settings.base_url))
             except FhirError as exc:
-                out.append(_entry_response(f"{exc.status}", outcome=exc.outcome()))
+                out.append(_entry_response(_status_line(exc.status), outcome=exc.outcome()))
         bundle = {
             "resourceType": "Bundle",
             "type": "batch-response",

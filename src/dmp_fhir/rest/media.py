@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import NotAcceptable
+from ..storage.store import StoredVersion
 
 FHIR_JSON = "application/fhir+json"
 FHIR_XML = "application/fhir+xml"
@@ -134,7 +135,7 @@ def wants_raw_content(request: Request) -> bool:
     return False
 
 
-def binary_content(version: Any, headers: dict[str, str]) -> Response:
+def binary_content(version: StoredVersion, headers: dict[str, str]) -> Response:
     """The decoded content of a stored Binary, with its own content type."""
     import base64
     import binascii
@@ -145,4 +146,11 @@ def binary_content(version: Any, headers: dict[str, str]) -> Response:
     except (binascii.Error, ValueError):
         content = b""
     media = str(resource.get("contentType", "application/octet-stream"))
-    return Response(content, headers=headers, media_type=media)
+    # Stored content is untrusted: never sniffed, never rendered in this origin.
+    safe = {
+        **headers,
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": "attachment",
+        "Content-Security-Policy": "sandbox",
+    }
+    return Response(content, headers=safe, media_type=media)

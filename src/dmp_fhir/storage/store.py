@@ -179,9 +179,8 @@ class ResourceStore:
             if create_only and live:
                 raise Conflict(f"{rtype}/{rid} already exists.", code="duplicate")
             if resource is None and not live:
-                # Deleting what is absent or already deleted changes nothing.
-                if current:
-                    return StoredVersion.from_doc(rtype, current)
+                # Deleting what is absent or already deleted changes nothing (and says the
+                # same in both cases: no version, no ETag).
                 return StoredVersion(rtype, rid, 0, now_utc(), True, None, changed=False)
             if (
                 skip_unchanged
@@ -269,6 +268,10 @@ class ResourceStore:
             except DuplicateKeyError:
                 # Concurrent upserts of a new _id: the document exists now; replace it.
                 await asyncio.sleep(0)
+
+    async def set_fields(self, rtype: str, rid: str, fields: Mapping[str, Any]) -> None:
+        """Refresh derived (policy) fields of the current copy; the resource is untouched."""
+        await self.db[rtype].update_one({"_id": rid}, {"$set": dict(fields)})
 
     async def purge(self, rtype: str, rid: str) -> int:
         """Remove every version of one resource (destruction, not a FHIR delete)."""
