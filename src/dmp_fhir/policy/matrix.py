@@ -58,6 +58,10 @@ class AccessMatrix:
             if explicit
             else next((self.type_section[c] for c in codes if c in self.type_section), UNCLASSIFIED)
         )
+        if section in self.sections and section not in self.wildcard_sections:
+            # A closed section (occupational health) opens only by its own code, never
+            # through a type code that other sections share.
+            return [section]
         return [section, *codes]
 
     # -- callers ------------------------------------------------------------------------
