@@ -325,7 +325,12 @@ async def test_batch_entries_follow_the_policy(env: PolicyEnv) -> None:
     )
     assert response.status_code == 200, response.text
     entries = response.json()["entry"]
-    assert [e["response"]["status"] for e in entries] == ["200 OK", "404 Not Found", "403 Forbidden", "200 OK"]
+    assert [e["response"]["status"] for e in entries] == [
+        "200 OK",
+        "404 Not Found",
+        "403 Forbidden",
+        "200 OK",
+    ]
     search = entries[3]["resource"]
     assert {e["resource"]["id"] for e in search["entry"]} == {"doc-002-presc-kine", "doc-002-kine-bilan"}
     assert search["total"] == 2

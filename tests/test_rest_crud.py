@@ -270,7 +270,15 @@ async def test_batch_runs_each_entry_independently(client: httpx.AsyncClient) ->
     result = response.json()
     assert result["type"] == "batch-response"
     statuses = [e["response"]["status"] for e in result["entry"]]
-    assert statuses == ["201 Created", "200 OK", "200 OK", "200 OK", "404 Not Found", "422 Unprocessable Entity", "204 No Content"]
+    assert statuses == [
+        "201 Created",
+        "200 OK",
+        "200 OK",
+        "200 OK",
+        "404 Not Found",
+        "422 Unprocessable Entity",
+        "204 No Content",
+    ]
     assert result["entry"][2]["resource"]["entry"][0]["resource"]["id"] == pat["id"]
     assert result["entry"][3]["resource"]["meta"]["versionId"] == "2"
     assert result["entry"][4]["response"]["outcome"]["resourceType"] == "OperationOutcome"
