@@ -10,11 +10,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
 from dmp_fhir.app import create_app
+from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
 from dmp_fhir.config import Settings
 from dmp_fhir.policy.access import OpenAccess
 from dmp_fhir.storage import Database
@@ -33,6 +36,26 @@ def database_url() -> Iterator[tuple[str, str]]:
 
     with EmbeddedDatabase() as db:
         yield db.url, f"embedded FerretDB ({db.backend} backend)"
+
+
+def dev_settings(url: str, key_file: Path) -> Settings:
+    """Settings of a throwaway benchmark database, accepting development tokens."""
+    return Settings.model_validate(
+        {
+            "mongodb_url": url,
+            "db": f"bench_{uuid.uuid4().hex[:8]}",
+            "base_url": BASE,
+            "dev_mode": True,
+            "dev_key_file": key_file,
+        }
+    )
+
+
+def bearer(settings: Settings, claims: dict[str, Any]) -> dict[str, str]:
+    """An Authorization header with a development token for ``claims``."""
+    key = load_or_create_dev_key(settings.dev_key_file)
+    jwt = mint_token(claims, key=key, issuer=settings.issuer, audience=settings.token_audience)
+    return {"Authorization": f"Bearer {jwt}"}
 
 
 @contextlib.asynccontextmanager

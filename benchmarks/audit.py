@@ -22,12 +22,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BASE, database_url
+from _common import BASE, bearer, database_url, dev_settings
 from search import load
 
 from dmp_fhir.app import create_app
-from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
-from dmp_fhir.config import Settings
 from dmp_fhir.storage import Database
 
 
@@ -75,15 +73,7 @@ async def main() -> None:
     args = parser.parse_args()
     with database_url() as (url, engine):
         key_file = Path(f"/tmp/dmp-bench-key-{uuid.uuid4().hex[:6]}.json")
-        settings = Settings.model_validate(
-            {
-                "mongodb_url": url,
-                "db": f"bench_{uuid.uuid4().hex[:8]}",
-                "base_url": BASE,
-                "dev_mode": True,
-                "dev_key_file": key_file,
-            }
-        )
+        settings = dev_settings(url, key_file)
         database = Database(url, settings.db)
         apps = {"off": create_app(settings, database, auditing=False), "on": create_app(settings, database)}
         async with (
@@ -95,7 +85,6 @@ async def main() -> None:
                 f"engine: {engine}; {args.n} DocumentReferences, {args.patients} patients; "
                 f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per figure"
             )
-            key = load_or_create_dev_key(key_file)
             # gp0 is the médecin traitant of every 20th patient: reads of others answer 403
             # (a refusal is audited too); what matters is the same mix on and off.
             claims: dict[str, Any] = {
@@ -104,10 +93,7 @@ async def main() -> None:
                 "specialty": "SM54",
                 "scope": "user/*.cruds",
             }
-            headers = {
-                "Authorization": "Bearer "
-                + mint_token(claims, key=key, issuer=settings.issuer, audience=settings.token_audience)
-            }
+            headers = bearer(settings, claims)
             for kind in ("read", "search"):
                 rates = {}
                 for mode in ("off", "on", "off", "on"):  # interleaved: drift hits both

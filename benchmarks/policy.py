@@ -23,12 +23,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BASE, Stats, database_url, measure
+from _common import BASE, Stats, bearer, database_url, dev_settings, measure
 from search import TYPES, load, stored
 
 from dmp_fhir.app import create_app
-from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
-from dmp_fhir.config import Settings
 from dmp_fhir.policy.access import OpenAccess
 from dmp_fhir.storage import Database
 
@@ -66,15 +64,7 @@ async def main() -> None:
     with database_url() as (url, engine):
         n = args.n or (100_000 if os.environ.get("MONGODB_URL") else 20_000)
         key_file = Path(f"/tmp/dmp-bench-key-{uuid.uuid4().hex[:6]}.json")
-        settings = Settings.model_validate(
-            {
-                "mongodb_url": url,
-                "db": f"bench_{uuid.uuid4().hex[:8]}",
-                "base_url": BASE,
-                "dev_mode": True,
-                "dev_key_file": key_file,
-            }
-        )
+        settings = dev_settings(url, key_file)
         database = Database(url, settings.db)
         guarded = create_app(settings, database)
         open_app = create_app(settings, database, access=OpenAccess())
@@ -87,16 +77,9 @@ async def main() -> None:
             await database.db["Consent"].insert_many(
                 [await stored("Consent", consent(p), settings.base_url) for p in range(args.patients)]
             )
-            key = load_or_create_dev_key(key_file)
 
             def token(claims: dict[str, Any]) -> dict[str, str]:
-                jwt = mint_token(
-                    {**claims, "scope": "user/*.cruds"},
-                    key=key,
-                    issuer=settings.issuer,
-                    audience=settings.token_audience,
-                )
-                return {"Authorization": f"Bearer {jwt}"}
+                return bearer(settings, {**claims, "scope": "user/*.cruds"})
 
             rng = random.Random(7)
             picks = [(rng.randrange(args.patients), rng.choice(TYPES)) for _ in range(args.queries + 3)]

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -25,14 +25,14 @@ from .policy.base import AccessPolicy, WriteAction
 from .policy.fields import HIDING_LABELS, policy_fields
 from .policy.matrix import AccessMatrix
 from .registry import RESOURCE_TYPES, ResourceType
-from .search.engine import SearchEngine, SearchRequest, SearchResult, merge, reject_nul
+from .search.cursor import Cursor
+from .search.engine import SearchEngine, SearchRequest, SearchResult, eq_or_in, merge, reject_nul
 from .search.extract import extract_search_fields
 from .storage import ResourceStore, StoredVersion
 from .storage.store import WriteGuard
 from .validation import check_resource
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 
 
@@ -525,7 +525,7 @@ class Repository:
             d["_id"]
             for d in await self.store.find(
                 rtype,
-                merge({"_id": ids[0] if len(ids) == 1 else {"$in": ids}}, scope),
+                merge({"_id": eq_or_in(ids)}, scope),
                 projection={"_id": 1},
             )
         }
@@ -533,11 +533,11 @@ class Repository:
 
 
 def _history_cursor(doc: dict[str, Any], *, by_version: bool) -> str:
-    """Where the next history page starts (keyset: inserts between pages shift nothing)."""
+    """Where the next history page starts (keyset: inserts between pages shift nothing);
+    type history uses the search engine's (lastUpdated, id) cursor."""
     if by_version:
         return str(doc["_v"])
-    millis = (doc["_lu"].astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
-    return f"{millis}|{doc['_id']}"
+    return Cursor(key=(doc["_lu"], doc["_id"])).encode()
 
 
 def _audited_type(rtype: str) -> bool:
@@ -552,10 +552,7 @@ def _int_cursor(cursor: str) -> int:
 
 
 def _keyset_cursor(cursor: str) -> tuple[datetime, str]:
-    stamp, _, hid = cursor.partition("|")
-    if not stamp.isdigit() or not hid:
+    key = Cursor.decode(cursor).key
+    if key is None:
         raise BadRequest("Invalid paging cursor.", code="value")
-    try:
-        return _EPOCH + timedelta(milliseconds=int(stamp)), hid
-    except OverflowError:
-        raise BadRequest("Invalid paging cursor.", code="value") from None
+    return key

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..auth.caller import Caller
 from ..errors import Forbidden, NotFound
+from ..search.engine import eq_or_in
 from ..storage.store import ResourceStore
 from .base import Interaction, WriteAction
 from .fields import labels_of
@@ -129,12 +130,14 @@ class DmpPolicy:
         if not patients:
             return
         ids = sorted(patients)
-        docs = {d["_id"]: d for d in await self.store.find("Patient", {"_id": _in(ids), "_deleted": False})}
+        docs = {
+            d["_id"]: d for d in await self.store.find("Patient", {"_id": eq_or_in(ids), "_deleted": False})
+        }
         consents: dict[str, list[dict[str, Any]]] = {}
-        for doc in await self.store.find("Consent", {"_p_patient": _in(ids), "_deleted": False}):
+        for doc in await self.store.find("Consent", {"_p_patient": eq_or_in(ids), "_deleted": False}):
             consents.setdefault(doc["_p_patient"], []).append(doc["resource"])
         statuses = {
-            d["_id"]: d.get("status", "open") for d in await self.store.find(RECORDS, {"_id": _in(ids)})
+            d["_id"]: d.get("status", "open") for d in await self.store.find(RECORDS, {"_id": eq_or_in(ids)})
         }
         for pid in ids:
             if pid not in docs:
@@ -197,23 +200,23 @@ class DmpPolicy:
     def _professional_scope(self, rtype: str) -> Mapping[str, Any] | None:
         granted = self._granted(Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY)
         if rtype == "Patient":
-            return {"_p_patient": _in(granted)} if granted else None
+            return {"_p_patient": eq_or_in(granted)} if granted else None
         if rtype not in ("DocumentReference", "List"):
             return None  # Consents and the audit trail are the patient's own
         groups: list[dict[str, Any]] = []
         gp = self._granted(Relation.GP)
         if gp and rtype == "DocumentReference":
-            groups.append({"_p_patient": _in(gp), "_p_keys": {"$in": sorted(self.matrix.gp_read)}})
+            groups.append({"_p_patient": eq_or_in(gp), "_p_keys": {"$in": sorted(self.matrix.gp_read)}})
         elif gp:
             # A submission set reveals every document it lists: the GP sees it unless it lists
             # one outside what the GP reads (occupational health).
             outside = sorted(set(self.matrix.sections) - self.matrix.gp_read)
-            groups.append({"_p_patient": _in(gp), "_p_keys": {"$nin": outside}})
+            groups.append({"_p_patient": eq_or_in(gp), "_p_keys": {"$nin": outside}})
         matrix_patients = self._granted(Relation.AUTHORISED, Relation.EMERGENCY)
         if matrix_patients and self.rule is not None and self.rule.read and rtype == "DocumentReference":
             groups.append(
                 {
-                    "_p_patient": _in(matrix_patients),
+                    "_p_patient": eq_or_in(matrix_patients),
                     "_p_keys": {"$in": sorted(self.rule.read)},
                     "_p_labels": {"$nin": [MASKED]},
                 }
@@ -231,7 +234,7 @@ class DmpPolicy:
                 # Only patients whose relation is known: an unknown one may have blocked us.
                 allowed = sorted(p for p, r in self.relations.items() if r in AUTHOR_KEEPS_ACCESS)
                 if allowed:
-                    authored["_p_patient"] = _in(allowed)
+                    authored["_p_patient"] = eq_or_in(allowed)
                     groups.append(authored)
         if not groups:
             return None
@@ -455,10 +458,6 @@ class DmpPolicy:
                 raise refusal
         elif not set(owner.get("_p_authors") or ()) & self.person:
             raise refusal
-
-
-def _in(values: list[str]) -> Any:
-    return values[0] if len(values) == 1 else {"$in": values}
 
 
 def _keys(doc: Mapping[str, Any] | None) -> list[str]:

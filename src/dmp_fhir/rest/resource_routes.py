@@ -68,28 +68,10 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
         )
 
     async def read(request: Request, rid: str) -> Response:
-        raw = name == "Binary" and wants_raw_content(request)
-        fmt = JSON_FORMAT if raw else choose_format(request)
-        repo = await repository_of(request)
-        found = await repo.read(name, rid)
-        headers = version_headers(settings_of(request).base_url, found)
-        del headers["Location"]
-        if request.headers.get("if-none-match") == found.etag:
-            return Response(status_code=304, headers=headers)
-        if raw:
-            return binary_content(found, headers)
-        return fhir_response(found.resource, fmt, headers=headers)
+        return await _version_response(request, name, rid, None)
 
     async def vread(request: Request, rid: str, vid: str) -> Response:
-        raw = name == "Binary" and wants_raw_content(request)
-        fmt = JSON_FORMAT if raw else choose_format(request)
-        repo = await repository_of(request)
-        found = await repo.vread(name, rid, vid)
-        headers = version_headers(settings_of(request).base_url, found)
-        del headers["Location"]
-        if raw:
-            return binary_content(found, headers)
-        return fhir_response(found.resource, fmt, headers=headers)
+        return await _version_response(request, name, rid, vid)
 
     async def update(request: Request, rid: str) -> Response:
         settings = settings_of(request)
@@ -127,12 +109,25 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
     }
 
 
+async def _version_response(request: Request, name: str, rid: str, vid: str | None) -> Response:
+    """read (``vid`` None) or vread; a Binary asked for with a non-FHIR Accept is its bytes."""
+    raw = name == "Binary" and wants_raw_content(request)
+    fmt = JSON_FORMAT if raw else choose_format(request)
+    repo = await repository_of(request)
+    found = await (repo.read(name, rid) if vid is None else repo.vread(name, rid, vid))
+    headers = version_headers(settings_of(request).base_url, found)
+    del headers["Location"]
+    if vid is None and request.headers.get("if-none-match") == found.etag:
+        return Response(status_code=304, headers=headers)
+    if raw:
+        return binary_content(found, headers)
+    return fhir_response(found.resource, fmt, headers=headers)
+
+
 async def _history(request: Request, name: str, rid: str | None) -> Response:
     fmt = choose_format(request)
     settings = settings_of(request)
-    repo = await repository_of(request)
-    if rid is not None:
-        await repo.read_any_version(name, rid)
+    repo = await repository_of(request)  # history() checks the resource itself (one audit event)
     count = _count_param(request)
     since = _since_param(request)
     versions, cursor = await repo.history(
@@ -149,70 +144,35 @@ async def _history(request: Request, name: str, rid: str | None) -> Response:
     return fhir_response(bundle, fmt)
 
 
+#: (path, handler, method, operation id prefix, summary, only for client-writable types)
+_ROUTES: tuple[tuple[str, str, str, str, str, bool], ...] = (
+    ("/{n}/_history", "history-type", "GET", "history_type", "History of all {n} resources", False),
+    ("/{n}", "create", "POST", "create", "Create a {n}", True),
+    ("/{n}/{{rid}}", "read", "GET", "read", "Read a {n}", False),
+    ("/{n}/{{rid}}", "update", "PUT", "update", "Update (or create) a {n}", True),
+    ("/{n}/{{rid}}", "delete", "DELETE", "delete", "Delete a {n}", True),
+    ("/{n}/{{rid}}/_history", "history-instance", "GET", "history_instance", "History of one {n}", False),
+    ("/{n}/{{rid}}/_history/{{vid}}", "vread", "GET", "vread", "Read a version of a {n}", False),
+)
+
+
 def build_router() -> APIRouter:
-    """One set of routes per registered type."""
+    """One set of routes per registered type (``_history`` before ``{rid}``)."""
     router = APIRouter()
     for rtype in RESOURCE_TYPES.values():
-        h = _make_handlers(rtype)
+        handlers = _make_handlers(rtype)
         n = rtype.name
         tags: list[str | Any] = [n]
-        router.add_api_route(
-            f"/{n}/_history",
-            h["history-type"],
-            methods=["GET"],
-            tags=tags,
-            operation_id=f"history_type_{n}",
-            summary=f"History of all {n} resources",
-        )
-        if rtype.client_writable:
+        for path, key, method, op, summary, writable_only in _ROUTES:
+            if writable_only and not rtype.client_writable:
+                continue
             router.add_api_route(
-                f"/{n}",
-                h["create"],
-                methods=["POST"],
-                status_code=201,
+                path.format(n=n),
+                handlers[key],
+                methods=[method],
+                status_code=201 if key == "create" else 200,
                 tags=tags,
-                operation_id=f"create_{n}",
-                summary=f"Create a {n}",
+                operation_id=f"{op}_{n}",
+                summary=summary.format(n=n),
             )
-        router.add_api_route(
-            f"/{n}/{{rid}}",
-            h["read"],
-            methods=["GET"],
-            tags=tags,
-            operation_id=f"read_{n}",
-            summary=f"Read a {n}",
-        )
-        if rtype.client_writable:
-            router.add_api_route(
-                f"/{n}/{{rid}}",
-                h["update"],
-                methods=["PUT"],
-                tags=tags,
-                operation_id=f"update_{n}",
-                summary=f"Update (or create) a {n}",
-            )
-            router.add_api_route(
-                f"/{n}/{{rid}}",
-                h["delete"],
-                methods=["DELETE"],
-                tags=tags,
-                operation_id=f"delete_{n}",
-                summary=f"Delete a {n}",
-            )
-        router.add_api_route(
-            f"/{n}/{{rid}}/_history",
-            h["history-instance"],
-            methods=["GET"],
-            tags=tags,
-            operation_id=f"history_instance_{n}",
-            summary=f"History of one {n}",
-        )
-        router.add_api_route(
-            f"/{n}/{{rid}}/_history/{{vid}}",
-            h["vread"],
-            methods=["GET"],
-            tags=tags,
-            operation_id=f"vread_{n}",
-            summary=f"Read a version of a {n}",
-        )
     return router

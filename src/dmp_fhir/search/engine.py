@@ -70,6 +70,11 @@ def merge(*conditions: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def eq_or_in(values: list[str]) -> Any:
+    """One value as a plain equality (FerretDB pushes it down to SQL), several as ``$in``."""
+    return values[0] if len(values) == 1 else {"$in": values}
+
+
 def reject_nul(params: list[tuple[str, str]]) -> None:
     """FHIR strings cannot hold NUL, and the database refuses them: a clear 400, early."""
     for key, raw in params:
@@ -221,7 +226,7 @@ class SearchEngine:
             return {"_id": {"$nin": values}}
         if modifier:
             raise BadRequest(f"_id does not support the ':{modifier}' modifier.", code="value")
-        return {"_id": values[0]} if len(values) == 1 else {"_id": {"$in": values}}
+        return {"_id": eq_or_in(values)}
 
     async def _chain(
         self, param: SearchParam, type_modifier: str | None, rest: str, raw: str, depth: int
@@ -260,9 +265,7 @@ class SearchEngine:
         field_name = param.field
         if not references:
             return dict(_NOTHING)
-        if len(references) == 1:
-            return {field_name: references[0]}
-        return {field_name: {"$in": references}}
+        return {field_name: eq_or_in(references)}
 
     async def _has(self, rtype: str, key: str, raw: str, depth: int) -> Mapping[str, Any]:
         parts = key.split(":", 3)
@@ -295,7 +298,7 @@ class SearchEngine:
         )
         if not ids:
             return dict(_NOTHING)
-        return {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
+        return {"_id": eq_or_in(ids)}
 
     def _sort(self, rtype: str, raw: str | None) -> tuple[list[tuple[str, int]], bool]:
         """Sort keys; keyset paging when they are only ``_lastUpdated``/``_id``."""
@@ -484,7 +487,7 @@ class SearchEngine:
         ]
         if not refs:
             return []
-        cond = {field_name: refs[0]} if len(refs) == 1 else {field_name: {"$in": refs}}
+        cond = {field_name: eq_or_in(refs)}
         docs = await self.store.find(
             spec.source, merge(cond, self.base_filter(spec.source)), limit=MAX_INCLUDES + 1
         )

@@ -243,9 +243,9 @@ class ResourceStore:
     async def _publish(self, rtype: str, rid: str, doc: dict[str, Any]) -> None:
         """Make ``doc`` the current copy unless a newer version already won."""
         await self._replace_current(rtype, rid, doc)
-        await self._publish_newest(rtype, rid, written=int(doc["_v"]))
+        await self._publish_newest(rtype, rid)
 
-    async def _publish_newest(self, rtype: str, rid: str, written: int | None = None) -> None:
+    async def _publish_newest(self, rtype: str, rid: str) -> None:
         """Converge the current copy on the newest history version."""
         for _ in range(MAX_WRITE_ATTEMPTS):
             newest = await self.newest_history(rtype, rid)
@@ -254,8 +254,6 @@ class ResourceStore:
             current = await self.db[rtype].find_one({"_id": rid}, projection={"_v": 1})
             if current is not None and int(current["_v"]) == int(newest["_v"]):
                 return
-            if written is not None and current is not None and int(current["_v"]) > int(newest["_v"]):
-                return  # cannot happen (history first), but never move backwards
             newest["_id"] = rid
             await self._replace_current(rtype, rid, newest)
         # Still racing after many rounds: the last writer's own check will converge it.
