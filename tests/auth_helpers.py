@@ -51,15 +51,21 @@ def make_paths(root: Path) -> dict[str, Path]:
 
 
 def make_verifier(paths: dict[str, Path], **overrides: Any) -> TokenVerifier:
-    values: dict[str, Any] = {"base_url": BASE, "issuer": ISSUER, "jwks_file": paths["jwks"],
-                              "dev_key_file": paths["dev"], "dev_mode": False}
+    values: dict[str, Any] = {
+        "base_url": BASE,
+        "issuer": ISSUER,
+        "jwks_file": paths["jwks"],
+        "dev_key_file": paths["dev"],
+        "dev_mode": False,
+    }
     values.update(overrides)
     return TokenVerifier(Settings.model_validate(values))
 
 
 def mint(claims: dict[str, Any], key: dict[str, Any] = IDP, **kw: Any) -> str:
-    return "Bearer " + mint_token(claims, key=key, issuer=kw.pop("issuer", ISSUER),
-                                  audience=kw.pop("audience", BASE), **kw)
+    return "Bearer " + mint_token(
+        claims, key=key, issuer=kw.pop("issuer", ISSUER), audience=kw.pop("audience", BASE), **kw
+    )
 
 
 def b64(data: bytes) -> str:
@@ -80,8 +86,14 @@ HEADER = {"alg": "ES256", "kid": "idp-ec", "typ": "JWT"}
 
 def base_claims(**extra: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": BASE, "iat": now, "exp": now + 600, "sub": "Patient/pat-001",
-              "fhirUser": "Patient/pat-001"}
+    claims = {
+        "iss": ISSUER,
+        "aud": BASE,
+        "iat": now,
+        "exp": now + 600,
+        "sub": "Patient/pat-001",
+        "fhirUser": "Patient/pat-001",
+    }
     claims.update(extra)
     return {k: v for k, v in claims.items() if v is not None}
 

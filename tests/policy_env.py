@@ -156,7 +156,10 @@ class PolicyEnv:
         )
 
 
-async def policy_env(mongodb_url: str, tmp: Path) -> AsyncIterator[PolicyEnv]:
+async def policy_env(mongodb_url: str, tmp: Path, **overrides: Any) -> AsyncIterator[PolicyEnv]:
+    """The samples behind real tokens. The ITI-67 rule (a DocumentReference search names the
+    patient and the status) is off unless asked for: the policy tests search in every shape,
+    including unfocused ones, to prove the policy's filter holds even where that rule is off."""
     settings = Settings.model_validate(
         {
             "mongodb_url": mongodb_url,
@@ -164,6 +167,8 @@ async def policy_env(mongodb_url: str, tmp: Path) -> AsyncIterator[PolicyEnv]:
             "base_url": BASE,
             "dev_mode": True,
             "dev_key_file": tmp / "dev-key.json",
+            "require_iti67_parameters": False,
+            **overrides,
         }
     )
     database = Database(mongodb_url, settings.db)

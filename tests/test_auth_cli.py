@@ -31,8 +31,9 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str], key_file: Path) -> 
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert "DMP_FHIR_DEV_MODE=true" in err
-    verifier = TokenVerifier(Settings.model_validate({"base_url": BASE, "dev_mode": True,
-                                                      "dev_key_file": key_file}))
+    verifier = TokenVerifier(
+        Settings.model_validate({"base_url": BASE, "dev_mode": True, "dev_key_file": key_file})
+    )
     return verifier.verify(f"Bearer {out.strip()}")
 
 
@@ -44,10 +45,35 @@ def test_patient_token(dev_env: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_practitioner_token(dev_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    caller = run(["token", "--practitioner", "pra-1", "--profession", "10", "--specialty", "SM54",
-                  "--rpps", "10001234567", "--organization", "org-1", "--finess", "750712184",
-                  "--care-setting", "SAMU_SMUR", "--purpose", "ETREAT", "--scope", "user/*.rs",
-                  "--claim", "organization_sector=SA07", "--lifetime", "60"], capsys, dev_env)
+    caller = run(
+        [
+            "token",
+            "--practitioner",
+            "pra-1",
+            "--profession",
+            "10",
+            "--specialty",
+            "SM54",
+            "--rpps",
+            "10001234567",
+            "--organization",
+            "org-1",
+            "--finess",
+            "750712184",
+            "--care-setting",
+            "SAMU_SMUR",
+            "--purpose",
+            "ETREAT",
+            "--scope",
+            "user/*.rs",
+            "--claim",
+            "organization_sector=SA07",
+            "--lifetime",
+            "60",
+        ],
+        capsys,
+        dev_env,
+    )
     assert caller.practitioner_id == "pra-1" and caller.organization == "Organization/org-1"
     assert caller.wants_emergency_access and caller.organization_sector == "SA07"
     assert caller.scopes.allows("user", "Patient", "r") and not caller.scopes.allows("user", "Patient", "c")

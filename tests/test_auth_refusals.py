@@ -69,8 +69,9 @@ def unsigned(alg: str, signature: str = "") -> str:
     return f"Bearer {signing_input(alg)}.{signature}"
 
 
-PEM = EC_KEY.public_key().public_bytes(serialization.Encoding.PEM,
-                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+PEM = EC_KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+)
 DEEP = b"[" * 5000 + b"]" * 5000
 
 CASES: dict[str, tuple[Callable[[], str], str]] = {
@@ -108,19 +109,27 @@ CASES: dict[str, tuple[Callable[[], str], str]] = {
     "related person without patient": (lambda: mint({"fhirUser": "RelatedPerson/rp"}), "represented patient"),
     "forged context": (lambda: mint({"fhirUser": "Patient/pat-001", "patient": "pat-002"}), "forged context"),
     "profession on a patient token": (
-        lambda: mint({"fhirUser": "Patient/p", "profession": "10"}), "not valid in a patient token"),
+        lambda: mint({"fhirUser": "Patient/p", "profession": "10"}),
+        "not valid in a patient token",
+    ),
     "finess on a related person": (
-        lambda: mint({"fhirUser": "RelatedPerson/r", "patient": "p", "finess": "750712184"}), "related-pe"),
+        lambda: mint({"fhirUser": "RelatedPerson/r", "patient": "p", "finess": "750712184"}),
+        "related-pe",
+    ),
     "rpps on a system token": (lambda: mint({"client_id": "c", "rpps": "1"}), "not valid in a system token"),
     "azp malformed beside client_id": (lambda: mint({"client_id": "c", "azp": "a b"}), "'azp' is malformed"),
     "secret connection of a practitioner": (
-        lambda: mint({**PRO, "secret_connection": True}), "patient token"),
+        lambda: mint({**PRO, "secret_connection": True}),
+        "patient token",
+    ),
     "patient context on a system token": (lambda: mint({"client_id": "c", "patient": "p"}), "system token"),
     # claim types and shapes
     "profession a number": (lambda: mint({**PRO, "profession": 10}), "'profession' must be a string"),
     "scope a list": (lambda: mint({**PRO, "scope": ["user/*.rs"]}), "'scope' must be a string"),
     "secret_connection a string": (
-        lambda: mint({"fhirUser": "Patient/p", "secret_connection": "true"}), "must be a boolean"),
+        lambda: mint({"fhirUser": "Patient/p", "secret_connection": "true"}),
+        "must be a boolean",
+    ),
     "purpose lower case": (lambda: mint({**PRO, "purpose_of_use": "treat"}), "'purpose_of_use' is malformed"),
     "jti a number": (lambda: mint({"fhirUser": "Patient/p", "jti": 5}), "invalid"),
     "patient a number": (lambda: mint({"fhirUser": "RelatedPerson/r", "patient": 12}), "'patient'"),
@@ -164,8 +173,21 @@ def test_no_bearer_credentials(verifier: TokenVerifier, header: str | None) -> N
 
 @pytest.mark.parametrize(
     "fhir_user",
-    ["Patient/../x", "Patient/", "Patient", "Observation/1", "Patient/..", "Patient/a b", "patient/x",
-     "", "https://evil.example/fhir/Patient/x", "Patient/" + "x" * 65, 42, ["Patient/x"], {"id": "x"}],
+    [
+        "Patient/../x",
+        "Patient/",
+        "Patient",
+        "Observation/1",
+        "Patient/..",
+        "Patient/a b",
+        "patient/x",
+        "",
+        "https://evil.example/fhir/Patient/x",
+        "Patient/" + "x" * 65,
+        42,
+        ["Patient/x"],
+        {"id": "x"},
+    ],
 )
 def test_malformed_fhir_user(verifier: TokenVerifier, fhir_user: Any) -> None:
     error = refused(verifier, mint({"fhirUser": fhir_user, "sub": "x"}))
@@ -181,8 +203,10 @@ def test_dev_token_refused_outside_dev_mode(verifier: TokenVerifier, paths: dict
 
 def test_dev_mode_does_not_trust_a_foreign_key_with_the_dev_kid(paths: dict[str, Path]) -> None:
     dev = make_verifier(paths, dev_mode=True)
-    assert "signature is invalid" in refused(dev, mint({"fhirUser": "Patient/p"},
-                                                      key={**IDP, "kid": "dmp-fhir-dev"})).diagnostics
+    assert (
+        "signature is invalid"
+        in refused(dev, mint({"fhirUser": "Patient/p"}, key={**IDP, "kid": "dmp-fhir-dev"})).diagnostics
+    )
 
 
 def test_no_keys_configured_refuses_everything(paths: dict[str, Path]) -> None:
@@ -205,9 +229,30 @@ JSON = st.recursive(
     max_leaves=8,
 )
 CLAIM_NAMES = st.sampled_from(
-    ["fhirUser", "patient", "profession", "specialty", "rpps", "organization", "finess", "scope",
-     "organization_sector", "actor_category", "care_setting", "purpose_of_use", "client_id", "azp",
-     "jti", "secret_connection", "sub", "exp", "iat", "nbf", "aud", "iss"]
+    [
+        "fhirUser",
+        "patient",
+        "profession",
+        "specialty",
+        "rpps",
+        "organization",
+        "finess",
+        "scope",
+        "organization_sector",
+        "actor_category",
+        "care_setting",
+        "purpose_of_use",
+        "client_id",
+        "azp",
+        "jti",
+        "secret_connection",
+        "sub",
+        "exp",
+        "iat",
+        "nbf",
+        "aud",
+        "iss",
+    ]
 )
 
 
@@ -230,6 +275,7 @@ def test_any_signed_claims_are_401_or_caller(verifier: TokenVerifier, claims: di
 
 def test_unexpected_error_is_still_401(verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch) -> None:
     """The last line of defence: a bug in claim handling must not become a 500."""
+
     def explode(*args: Any, **kwargs: Any) -> Caller:
         raise RuntimeError("bug")
 

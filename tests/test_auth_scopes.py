@@ -10,10 +10,22 @@ from dmp_fhir.auth.scopes import ScopeSet, parse_permissions
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("cruds", "cruds"), ("rs", "rs"), ("r", "r"), ("cud", "cud"), ("cs", "cs"),
-        ("read", "rs"), ("write", "cud"), ("*", "cruds"),
-        ("sr", None), ("rr", None), ("crudsc", None), ("x", None), ("Read", None), ("R", None),
-        ("", None), ("c*", None),
+        ("cruds", "cruds"),
+        ("rs", "rs"),
+        ("r", "r"),
+        ("cud", "cud"),
+        ("cs", "cs"),
+        ("read", "rs"),
+        ("write", "cud"),
+        ("*", "cruds"),
+        ("sr", None),
+        ("rr", None),
+        ("crudsc", None),
+        ("x", None),
+        ("Read", None),
+        ("R", None),
+        ("", None),
+        ("c*", None),
     ],
 )
 def test_permissions(text: str, expected: str | None) -> None:
@@ -46,8 +58,13 @@ TABLE = [
     ("system/*.cruds", "user", "Patient", "r", False),
     ("patient/*.cruds", "other", "Patient", "r", False),
     # fine-grained scopes grant nothing (not supported yet: refusing is the safe choice)
-    ("patient/DocumentReference.rs?category=http://loinc.org|11488-4",
-     "patient", "DocumentReference", "r", False),
+    (
+        "patient/DocumentReference.rs?category=http://loinc.org|11488-4",
+        "patient",
+        "DocumentReference",
+        "r",
+        False,
+    ),
     ("patient/DocumentReference.rs?", "patient", "DocumentReference", "r", False),
     ("patient/DocumentReference.rs?category=x patient/Patient.r", "patient", "Patient", "r", True),
     # malformed scopes grant nothing
@@ -73,10 +90,14 @@ def test_allows(text: str, context: str, rtype: str, interaction: str, allowed: 
 
 
 def test_parse_keeps_scopes_and_ignored_tokens() -> None:
-    scopes = ScopeSet.parse("openid patient/Patient.rs patient/Patient.rs launch/patient "
-                            "patient/DocumentReference.rs?category=a&type=b patient/x.zz")
+    scopes = ScopeSet.parse(
+        "openid patient/Patient.rs patient/Patient.rs launch/patient "
+        "patient/DocumentReference.rs?category=a&type=b patient/x.zz"
+    )
     assert [str(s) for s in scopes.scopes] == [
-        "patient/Patient.rs", "patient/DocumentReference.rs?category=a&type=b"]
+        "patient/Patient.rs",
+        "patient/DocumentReference.rs?category=a&type=b",
+    ]
     assert scopes.scopes[1].query == (("category", "a"), ("type", "b")) and scopes.scopes[1].restricted
     assert scopes.ignored == ("openid", "launch/patient", "patient/x.zz")
     assert str(scopes) == "patient/Patient.rs patient/DocumentReference.rs?category=a&type=b"

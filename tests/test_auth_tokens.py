@@ -34,8 +34,15 @@ def verifier(paths: dict[str, Path]) -> TokenVerifier:
 
 
 def test_patient_token(verifier: TokenVerifier) -> None:
-    caller = verifier.verify(mint({"fhirUser": "Patient/pat-001", "patient": "pat-001",
-                                   "scope": "openid fhirUser launch/patient patient/*.rs"}))
+    caller = verifier.verify(
+        mint(
+            {
+                "fhirUser": "Patient/pat-001",
+                "patient": "pat-001",
+                "scope": "openid fhirUser launch/patient patient/*.rs",
+            }
+        )
+    )
     assert (caller.kind, caller.subject, caller.patient) == ("patient", "Patient/pat-001", "pat-001")
     assert caller.scopes.allows("patient", "DocumentReference", "s")
     assert not caller.scopes.allows("patient", "DocumentReference", "c")
@@ -49,16 +56,37 @@ def test_patient_secret_connection(verifier: TokenVerifier) -> None:
 
 
 def test_practitioner_token_with_every_claim(verifier: TokenVerifier) -> None:
-    claims = {**PRO, "specialty": "SM54", "rpps": "10001234567", "organization": "Organization/org-1",
-              "finess": "2A0000123", "organization_sector": "SA07", "actor_category": "X",
-              "care_setting": "SAMU_SMUR", "purpose_of_use": "ETREAT", "client_id": "lgc-1",
-              "patient": "pat-001", "unknown_claim": {"ignored": [1, 2]}}
+    claims = {
+        **PRO,
+        "specialty": "SM54",
+        "rpps": "10001234567",
+        "organization": "Organization/org-1",
+        "finess": "2A0000123",
+        "organization_sector": "SA07",
+        "actor_category": "X",
+        "care_setting": "SAMU_SMUR",
+        "purpose_of_use": "ETREAT",
+        "client_id": "lgc-1",
+        "patient": "pat-001",
+        "unknown_claim": {"ignored": [1, 2]},
+    }
     caller = verifier.verify(mint(claims))
     assert caller == Caller(
-        kind="practitioner", subject="Practitioner/pra-1", patient="pat-001", profession="10",
-        specialty="SM54", rpps="10001234567", organization="Organization/org-1", finess="2A0000123",
-        organization_sector="SA07", actor_category="X", care_setting="SAMU_SMUR",
-        purpose_of_use="ETREAT", scopes=caller.scopes, client_id="lgc-1", token_id=caller.token_id,
+        kind="practitioner",
+        subject="Practitioner/pra-1",
+        patient="pat-001",
+        profession="10",
+        specialty="SM54",
+        rpps="10001234567",
+        organization="Organization/org-1",
+        finess="2A0000123",
+        organization_sector="SA07",
+        actor_category="X",
+        care_setting="SAMU_SMUR",
+        purpose_of_use="ETREAT",
+        scopes=caller.scopes,
+        client_id="lgc-1",
+        token_id=caller.token_id,
     )
     assert caller.practitioner_id == "pra-1" and caller.wants_emergency_access
     assert caller.scopes.allows("user", "DocumentReference", "c")
@@ -66,8 +94,9 @@ def test_practitioner_token_with_every_claim(verifier: TokenVerifier) -> None:
 
 
 def test_related_person_token(verifier: TokenVerifier) -> None:
-    caller = verifier.verify(mint({"fhirUser": "RelatedPerson/rp-1", "patient": "minor-1",
-                                   "scope": "patient/*.rs"}))
+    caller = verifier.verify(
+        mint({"fhirUser": "RelatedPerson/rp-1", "patient": "minor-1", "scope": "patient/*.rs"})
+    )
     assert caller.kind == "related-person"
     assert (caller.subject, caller.patient) == ("RelatedPerson/rp-1", "minor-1")
 
@@ -78,8 +107,10 @@ def test_related_person_token(verifier: TokenVerifier) -> None:
         ({"client_id": "batch-1", "azp": "other"}, "batch-1"),
         ({"azp": "portal", "sub": "account-42"}, "portal"),
         ({"sub": "svc@idp.example"}, "svc@idp.example"),
-        ({"client_id": "hospital-eai", "organization": "Organization/chu", "finess": "750712184"},
-         "hospital-eai"),
+        (
+            {"client_id": "hospital-eai", "organization": "Organization/chu", "finess": "750712184"},
+            "hospital-eai",
+        ),
     ],
 )
 def test_system_token(verifier: TokenVerifier, claims: dict[str, Any], subject: str) -> None:

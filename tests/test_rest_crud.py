@@ -285,13 +285,14 @@ async def test_batch_runs_each_entry_independently(client: httpx.AsyncClient) ->
     assert (await client.get(f"/Patient/{pat['id']}")).status_code == 410
 
 
-async def test_transaction_is_refused_rather_than_half_applied(client: httpx.AsyncClient) -> None:
+async def test_transaction_is_answered_with_a_transaction_response(client: httpx.AsyncClient) -> None:
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [{"resource": fx.patient(), "request": {"method": "POST", "url": "Patient"}}],
     }
     response = await client.post("", json=bundle, headers=JSON)
-    assert response.status_code == 501
-    assert response.json()["resourceType"] == "OperationOutcome"
+    assert response.status_code == 200
+    assert response.json()["type"] == "transaction-response"
+    assert response.json()["entry"][0]["response"]["status"] == "201 Created"
     assert (await client.post("", json=fx.patient(), headers=JSON)).status_code == 400

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,6 +51,12 @@ def create_app(
         await db.ensure_indexes(index_fields())
         app.state.database = db
         app.state.store = ResourceStore(db)
+        # Transactions cut short by a crash: finish the decided ones before serving anything,
+        # then keep sweeping for those whose owner disappeared (storage/journal.py).
+        await app.state.store.journal.recover()
+        sweeper = asyncio.create_task(
+            app.state.store.journal.sweep(interval=max(0.5, settings.transaction_timeout_seconds / 4))
+        )
         trail = AuditTrail(db, base_url=settings.base_url)
         await trail.start()
         app.state.audit = trail if auditing else NullAuditor()
@@ -59,6 +66,7 @@ def create_app(
         try:
             yield
         finally:
+            sweeper.cancel()
             await trail.stop()
             if owned:
                 await db.close()

@@ -24,8 +24,22 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = Field(
-        default=32 * 1024 * 1024,
-        description="Largest request body accepted (a 20 MB document is ~27 MB in base64).",
+        default=48 * 1024 * 1024,
+        description="Largest request body accepted (a 20 MB document is ~27 MB in base64, "
+        "and an ITI-65 Bundle may carry several).",
+    )
+    binary_inline_max_bytes: int = Field(
+        default=256 * 1024,
+        description="Binary content larger than this goes to GridFS instead of the Binary document.",
+    )
+    require_iti67_parameters: bool = Field(
+        default=True,
+        description="Refuse a DocumentReference search that does not name the patient and the status "
+        "(IHE MHD ITI-67 as the French guide requires it).",
+    )
+    transaction_timeout_seconds: float = Field(
+        default=60.0,
+        description="A transaction not committed within this time is rolled back by the recovery sweep.",
     )
     default_page_size: int = 20
     max_page_size: int = 1000

@@ -67,6 +67,7 @@ class FhirError(Exception):
         self.expression = tuple(expression)
         self.headers = headers or {}
         self._issues = issues
+        self.about: str | None = None  # the ``Type/id`` a multi-resource write failed on
 
     @property
     def issues(self) -> list[Issue]:
@@ -76,6 +77,37 @@ class FhirError(Exception):
 
     def outcome(self) -> dict[str, Any]:
         return operation_outcome(self.issues)
+
+
+def located(exc: FhirError, entry: int) -> FhirError:
+    """The same error, naming the Bundle entry it comes from (``Bundle.entry[i]``)."""
+    where = f"Bundle.entry[{entry}]"
+
+    def move(expression: str) -> str:
+        if expression.startswith("Bundle."):
+            return expression
+        head, dot, rest = expression.partition(".")
+        if head[:1].isupper():  # Type.element → Bundle.entry[i].resource.element
+            return f"{where}.resource{dot}{rest}"
+        return f"{where}.resource.{expression}"
+
+    issues = [
+        Issue(
+            i.code,
+            i.diagnostics if i.diagnostics.startswith("Bundle.") else f"{where}: {i.diagnostics}",
+            i.severity,
+            tuple(move(e) for e in i.expression) or (where,),
+        )
+        for i in exc.issues
+    ]
+    out = type(exc)(
+        issues[0].diagnostics,
+        code=exc.code,
+        expression=issues[0].expression,
+        issues=issues,
+        headers=exc.headers,
+    )
+    return out
 
 
 class BadRequest(FhirError):

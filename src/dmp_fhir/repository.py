@@ -8,11 +8,13 @@ the policy's write check against the current state (``_guard``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -20,7 +22,18 @@ from urllib.parse import parse_qsl, urlencode
 from .audit import Auditor, AuditRecord
 from .audit.events import OUTCOME_MINOR_FAILURE, OUTCOME_SERIOUS_FAILURE
 from .config import Settings
-from .errors import BadRequest, FhirError, Gone, MethodNotAllowed, NotFound, PreconditionFailed
+from .errors import (
+    BadRequest,
+    Conflict,
+    FhirError,
+    Gone,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
+from .jsonpatch import PatchError, apply_patch
+from .mhd import check_find_documents
 from .policy.base import AccessPolicy, WriteAction
 from .policy.fields import HIDING_LABELS, policy_fields
 from .policy.matrix import AccessMatrix
@@ -29,7 +42,8 @@ from .search.cursor import Cursor
 from .search.engine import SearchEngine, SearchRequest, SearchResult, eq_or_in, merge, reject_nul
 from .search.extract import extract_search_fields
 from .storage import ResourceStore, StoredVersion
-from .storage.store import WriteGuard
+from .storage.content import ContentStore
+from .storage.store import PlannedWrite, WriteGuard
 from .validation import check_resource
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -65,6 +79,23 @@ class WriteResult:
     created: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TransactionWrite:
+    """One write of a transaction, its references already resolved (``resource`` None: delete)."""
+
+    rtype: str
+    rid: str
+    resource: dict[str, Any] | None
+    if_match: int | None = None
+    create_only: bool = False
+    fresh: bool = False  # a server-assigned id (POST): nobody else can have written it
+
+
+#: A transaction writes documents before what depends on them (Binary, List): their policy
+#: fields and write checks read the document as planned.
+_TRANSACTION_ORDER = {"Patient": 0, "DocumentReference": 1}
+
+
 class Repository:
     """CRUD, search and history for one caller, every path through its access policy."""
 
@@ -82,6 +113,7 @@ class Repository:
         self.matrix = matrix
         self.audit = audit
         self._record: AuditRecord | None = None
+        self._planned: dict[str, dict[str, Any]] = {}  # a transaction's documents, by Type/id
         self.search_engine = SearchEngine(
             store,
             base_url=settings.base_url,
@@ -158,6 +190,9 @@ class Repository:
         rtype, _, rid = reference.partition("/")
         if rtype not in RESOURCE_TYPES or not ID_PATTERN.match(rid):
             return None
+        if reference in self._planned:
+            planned: dict[str, Any] = self._planned[reference]["resource"]
+            return planned
         found = await self.store.read(rtype, rid)
         return found.resource if found is not None and not found.deleted else None
 
@@ -203,6 +238,8 @@ class Repository:
         async with self._audited("search-type", rtype.name, query=urlencode(params)) as record:
             self.policy.require(rtype.name, "s")
             reject_nul(params)
+            if rtype.name == "DocumentReference" and self.settings.require_iti67_parameters:
+                check_find_documents(params)
             focus = await self._focus_patients(rtype.name, params)
             record.patients.update(focus)
             if focus:
@@ -326,7 +363,7 @@ class Repository:
         self.policy.require(rtype.name, "r")
         if not version.isdigit():
             raise NotFound(f"Version '{version}' of {type_name}/{rid} is not known.")
-        doc = await self.store.read_doc(f"{rtype.name}_history", {"_id": f"{check_id(rid)}/{int(version)}"})
+        doc = await self.store.history_doc(rtype.name, check_id(rid), int(version))
         if doc is None:
             raise NotFound(f"Version {version} of {type_name}/{rid} is not known.")
         # A masked resource hides all its versions: the current state decides first.
@@ -340,6 +377,7 @@ class Repository:
 
     def _guard(self, rtype: str, new: dict[str, Any] | None) -> WriteGuard:
         """The policy check run by the store against the current state, on every attempt."""
+        planned = self._planned
 
         async def guard(current: dict[str, Any] | None) -> None:
             if new is not None:
@@ -351,9 +389,41 @@ class Repository:
             if new is None and current is None:
                 return
             action: WriteAction = "delete" if new is None else "update" if current else "create"
-            await self.policy.check_write(rtype, action, new, current)
+            await self.policy.check_write(rtype, action, new, current, planned=planned)
 
         return guard
+
+    def _split_content(
+        self, rtype: str, resource: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, bytes]]:
+        """Large Binary data goes to the content store: (stored resource, fields, blobs)."""
+        data = resource.get("data")
+        if rtype != "Binary" or not isinstance(data, str):
+            return resource, {}, {}
+        if len(data) * 3 // 4 <= self.settings.binary_inline_max_bytes:
+            return resource, {}, {}
+        raw = _decode(data, "Binary.data")
+        content_id = ContentStore.new_id()
+        stored = {k: v for k, v in resource.items() if k != "data"}
+        return stored, {"_content": {"id": content_id, "size": len(raw)}}, {content_id: raw}
+
+    async def content_of(self, version: StoredVersion) -> bytes:
+        """The bytes of a Binary the caller has already been allowed to read."""
+        if version.content_id is not None:
+            return await self.store.content.get(version.content_id)
+        data = (version.resource or {}).get("data")
+        return _decode(data, "Binary.data") if isinstance(data, str) else b""
+
+    def content_stream(self, version: StoredVersion) -> AsyncIterator[bytes] | None:
+        """A readable Binary's content from the content store, piece by piece (None: inline)."""
+        return self.store.content.stream(version.content_id) if version.content_id else None
+
+    async def materialize(self, version: StoredVersion) -> StoredVersion:
+        """The Binary as FHIR JSON: data from the content store put back in place."""
+        if version.content_id is None or version.resource is None:
+            return version
+        data = base64.b64encode(await self.store.content.get(version.content_id)).decode("ascii")
+        return replace(version, resource={**version.resource, "data": data}, content_id=None)
 
     async def create(self, type_name: str, body: Any, *, rid: str | None = None) -> WriteResult:
         """Create with a server-assigned id (the body's id, if any, is ignored as FHIR says)."""
@@ -365,18 +435,20 @@ class Repository:
             new_id = rid or str(uuid.uuid4())
             resource = {**resource, "id": new_id}
             fields = await self._fields(rtype.name, resource)
+            kept, content_fields, blobs = self._split_content(rtype.name, resource)
             stored = await self.store.write(
                 rtype.name,
                 new_id,
-                resource,
-                fields,
+                kept,
+                {**fields, **content_fields},
                 create_only=True,
                 guard=self._guard(rtype.name, {"_rid": new_id, "resource": resource, **fields}),
+                content=blobs,
             )
             record.touched.clear()
             self._note(rtype.name, {"_rid": new_id, "_v": stored.version, **fields})
             await self._refresh_dependents(rtype.name, new_id)
-            return WriteResult(stored, created=True)
+            return WriteResult(_with_data(stored, resource), created=True)
 
     async def update(
         self,
@@ -408,15 +480,18 @@ class Repository:
                     expression=(f"{rtype.name}.id",),
                 )
             fields = await self._fields(rtype.name, resource)
+            kept, content_fields, blobs = self._split_content(rtype.name, resource)
             stored = await self.store.write(
                 rtype.name,
                 rid,
-                resource,
-                fields,
+                kept,
+                {**fields, **content_fields},
                 if_match=if_match,
-                skip_unchanged=skip_unchanged,
+                skip_unchanged=skip_unchanged and not blobs,
                 guard=self._guard(rtype.name, {"_rid": rid, "resource": resource, **fields}),
+                content=blobs,
             )
+            stored = _with_data(stored, resource)
             if stored.version == 1 and stored.changed:
                 record.interaction = "create"
             record.touched.clear()
@@ -446,6 +521,145 @@ class Repository:
                 ]
                 await self._refresh_dependents(rtype.name, rid)
             return stored
+
+    async def patch(
+        self,
+        type_name: str,
+        rid: str,
+        operations: Any,
+        *,
+        if_match: int | None = None,
+    ) -> WriteResult:
+        """JSON Patch (RFC 6902) applied to the current version, stored as a new version."""
+        rtype = resource_type(type_name)
+        async with self._audited("patch", rtype.name):
+            current, patched = await self.patched(rtype.name, rid, operations)
+            if if_match is not None and if_match != current.version:
+                raise PreconditionFailed(
+                    f"{rtype.name}/{rid} is at version {current.version}, not {if_match}.", code="conflict"
+                )
+            try:
+                return await self.update(rtype.name, rid, patched, if_match=current.version)
+            except PreconditionFailed:
+                if if_match is not None:
+                    raise
+                raise Conflict(f"{rtype.name}/{rid} changed while it was patched; try again.") from None
+
+    async def patched(
+        self, type_name: str, rid: str, operations: Any
+    ) -> tuple[StoredVersion, dict[str, Any]]:
+        """The current version (as the caller may see it) and the resource the patch makes of it.
+
+        A type in ``RESTRICTED_PATCH`` (DocumentReference: the French guide's metadata update)
+        may change only the listed elements: the patched resource must equal the original
+        everywhere else, or the patch is refused with 405 — whatever paths the patch used.
+        """
+        rtype = resource_type(type_name)
+        self._writable(rtype)
+        self.policy.require(rtype.name, "u")
+        current = await self._read(rtype, rid)
+        original = (await self.materialize(current)).resource or {}
+        try:
+            patched = apply_patch(original, operations)
+        except PatchError as exc:
+            raise Unprocessable(f"The JSON Patch cannot be applied: {exc}", code="processing") from None
+        if not isinstance(patched, dict):
+            raise Unprocessable("The JSON Patch must leave a resource (a JSON object).", code="processing")
+        if patched.get("resourceType") != rtype.name or patched.get("id") != rid:
+            raise Unprocessable("A patch cannot change resourceType or id.", code="processing")
+        restricted = RESTRICTED_PATCH.get(rtype.name)
+        if restricted is not None and restricted(original) != restricted(patched):
+            raise MethodNotAllowed(
+                f"A {rtype.name} patch may change only {RESTRICTED_PATCH_TEXT[rtype.name]}.",
+                code="not-supported",
+            )
+        return current, patched
+
+    def audit_scope(self, interaction: str, rtype: str) -> Any:
+        """Group several calls (a transaction's reads and writes) under one audit event."""
+        return self._audited(interaction, rtype)
+
+    async def lookup(self, reference: str) -> dict[str, Any] | None:
+        """A resource the caller may read, by ``Type/id`` (None when absent, deleted or hidden;
+        403 when the whole record is refused), for consistency checks."""
+        rtype, _, rid = reference.partition("/")
+        if rtype not in RESOURCE_TYPES or not ID_PATTERN.match(rid):
+            return None
+        try:
+            return (await self.read(rtype, rid)).resource
+        except (NotFound, Gone):
+            return None
+
+    async def documents_with_identifier(self, token: str) -> list[str]:
+        """Ids of live DocumentReferences carrying this ``system|value`` identifier."""
+        docs = await self.store.find(
+            "DocumentReference", {"_s_identifier": token, "_deleted": False}, projection={"_id": 1}, limit=10
+        )
+        return [d["_id"] for d in docs]
+
+    async def transaction(self, writes: list[TransactionWrite]) -> list[StoredVersion]:
+        """Every write or none (see storage/journal.py), each checked by the policy as usual.
+
+        Documents are planned first so that their Binaries and submission sets are judged (and
+        their policy fields computed) against the documents as they will be.
+        """
+        async with self._audited("transaction", "Bundle") as record:
+            ordered = sorted(writes, key=lambda w: _TRANSACTION_ORDER.get(w.rtype, 2))
+            for w in ordered:
+                rtype = resource_type(w.rtype)
+                self._writable(rtype)
+                self.policy.require(w.rtype, "d" if w.resource is None else "c" if w.create_only else "u")
+                check_id(w.rid)
+            self._planned = {
+                f"{w.rtype}/{w.rid}": {"_rid": w.rid, "resource": w.resource}
+                for w in ordered
+                if w.resource is not None
+            }
+            planned: list[PlannedWrite] = []
+            try:
+                for w in ordered:
+                    resource = w.resource
+                    if resource is None:
+                        planned.append(
+                            PlannedWrite(
+                                w.rtype, w.rid, None, {}, w.if_match, guard=self._guard(w.rtype, None)
+                            )
+                        )
+                        continue
+                    resource = check_resource(resource, expected_type=w.rtype)
+                    fields = await self._fields(w.rtype, resource)
+                    doc = self._planned[f"{w.rtype}/{w.rid}"]
+                    doc.update(fields)
+                    kept, content_fields, blobs = self._split_content(w.rtype, resource)
+                    planned.append(
+                        PlannedWrite(
+                            w.rtype,
+                            w.rid,
+                            kept,
+                            {**fields, **content_fields},
+                            w.if_match,
+                            w.create_only,
+                            self._guard(w.rtype, doc),
+                            blobs,
+                            w.fresh,
+                        )
+                    )
+                results = await self.store.write_atomically(
+                    planned, timeout=self.settings.transaction_timeout_seconds
+                )
+            finally:
+                self._planned = {}
+            record.touched.clear()
+            by_key = {}
+            for w, p, result in zip(ordered, planned, results, strict=True):
+                by_key[(w.rtype, w.rid)] = _with_data(result, w.resource or {})
+                if result.changed:
+                    fields = {k: v for k, v in p.fields.items() if k.startswith("_p_")}
+                    self._note(w.rtype, {"_rid": w.rid, "_v": result.version, **fields})
+            for w, result in zip(ordered, results, strict=True):
+                if w.rtype == "DocumentReference" and result.version > 1:
+                    await self._refresh_dependents(w.rtype, w.rid)
+            return [by_key[(w.rtype, w.rid)] for w in writes]
 
     # -- history ----------------------------------------------------------------------
 
@@ -538,6 +752,38 @@ def _history_cursor(doc: dict[str, Any], *, by_version: bool) -> str:
     if by_version:
         return str(doc["_v"])
     return Cursor(key=(doc["_lu"], doc["_id"])).encode()
+
+
+def _decode(data: Any, where: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise Unprocessable(f"{where} is not valid base64.", expression=(where,)) from None
+
+
+def _with_data(version: StoredVersion, resource: Mapping[str, Any]) -> StoredVersion:
+    """A just-written Binary answered with the data it was sent with."""
+    if version.content_id is None or version.resource is None or "data" not in resource:
+        return version
+    return replace(version, resource={**version.resource, "data": resource["data"]}, content_id=None)
+
+
+IS_ARCHIVED_EXT = "http://esante.gouv.fr/cisis/fhir/StructureDefinition/PDSm_isArchived"
+
+
+def _document_outside_metadata(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """A DocumentReference without what the French metadata update may change."""
+    out = {k: v for k, v in resource.items() if k not in ("status", "securityLabel", "meta")}
+    extensions = [e for e in resource.get("extension") or () if e.get("url") != IS_ARCHIVED_EXT]
+    out.pop("extension", None)
+    if extensions:
+        out["extension"] = extensions
+    return out
+
+
+#: Types whose patches are limited (the French guide's metadata update), and what they may change.
+RESTRICTED_PATCH = {"DocumentReference": _document_outside_metadata}
+RESTRICTED_PATCH_TEXT = {"DocumentReference": "status, securityLabel and the isArchived extension"}
 
 
 def _audited_type(rtype: str) -> bool:

@@ -38,8 +38,11 @@ class AccessPolicy(Protocol):
         action: WriteAction,
         new: Mapping[str, Any] | None,
         old: Mapping[str, Any] | None,
+        *,
+        planned: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        """``new``/``old`` are stored documents (resource + ``_p_`` fields)."""
+        """``new``/``old`` are stored documents (resource + ``_p_`` fields). ``planned`` holds the
+        documents a transaction writes alongside (by ``Type/id``), already checked."""
 
     async def binary_visible(self, binary: Mapping[str, Any]) -> bool:
         """A Binary is readable only through a DocumentReference the caller may see."""
@@ -75,6 +78,8 @@ class Unrestricted:
         action: WriteAction,
         new: Mapping[str, Any] | None,
         old: Mapping[str, Any] | None,
+        *,
+        planned: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         return None
 

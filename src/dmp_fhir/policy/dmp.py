@@ -300,6 +300,8 @@ class DmpPolicy:
         action: WriteAction,
         new: Mapping[str, Any] | None,
         old: Mapping[str, Any] | None,
+        *,
+        planned: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         kind = self.caller.kind
         if kind == "internal":
@@ -321,7 +323,7 @@ class DmpPolicy:
             self._check_identity_write(action, pid)
             return
         if rtype == "Binary":
-            await self._check_binary_write(new, old)
+            await self._check_binary_write(new, old, planned or {})
             return
         if not isinstance(pid, str):
             raise Forbidden(f"This {rtype} does not designate the patient it belongs to.")
@@ -425,7 +427,12 @@ class DmpPolicy:
             if owner is not None and owner != new.get("_rid"):
                 raise Forbidden(f"Binary/{binary_id} is the content of another document.")
 
-    async def _check_binary_write(self, new: Mapping[str, Any] | None, old: Mapping[str, Any] | None) -> None:
+    async def _check_binary_write(
+        self,
+        new: Mapping[str, Any] | None,
+        old: Mapping[str, Any] | None,
+        planned: Mapping[str, Mapping[str, Any]],
+    ) -> None:
         """Only who may write its DocumentReference writes a Binary (named by securityContext)."""
         owner_id = (new if new is not None else old or {}).get("_p_document")
         if old is not None and new is not None and old.get("_p_document") != owner_id:
@@ -436,6 +443,13 @@ class DmpPolicy:
         )
         if not isinstance(owner_id, str):
             raise refusal
+        companion = planned.get(f"DocumentReference/{owner_id}")
+        if companion is not None:
+            # Written in the same transaction, and already checked as this caller's write.
+            binary_id = (new if new is not None else old or {}).get("_rid")
+            if binary_id not in (companion.get("_p_binaries") or ()):
+                raise refusal
+            return
         found = await self.store.find("DocumentReference", {"_id": owner_id, "_deleted": False}, limit=1)
         if not found:
             raise refusal

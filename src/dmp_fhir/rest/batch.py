@@ -1,8 +1,7 @@
 """``POST /fhir`` with a ``batch`` Bundle: each entry is an independent request, run through
 the same repository (and so the same access policy and audit) as the REST routes.
 
-``transaction`` Bundles (all or nothing) are not accepted yet: they answer 501 rather than risk
-a partial write.
+``transaction`` Bundles (all or nothing) are planned and written by ``rest.transaction``.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import BadRequest, FhirError, NotImplementedFeature
+from ..errors import BadRequest, FhirError
 from ..repository import Repository, parse_etag
 from ..storage.store import StoredVersion, format_instant, now_utc
 from .body import read_resource_body
@@ -22,6 +21,7 @@ from .bundles import searchset_bundle
 from .context import repository_of, settings_of
 from .media import choose_format, fhir_response
 from .search_routes import result_entries
+from .transaction import run_transaction
 
 MAX_ENTRIES = 1000
 
@@ -47,7 +47,7 @@ def _entry_response(
     return entry
 
 
-async def _run_entry(repo: Repository, entry: Any, base: str) -> dict[str, Any]:
+async def run_entry(repo: Repository, entry: Any, base: str) -> dict[str, Any]:
     if not isinstance(entry, dict) or not isinstance(entry.get("request"), dict):
         raise BadRequest("Every batch entry needs a request.", code="required")
     request = entry["request"]
@@ -70,10 +70,10 @@ async def _run_entry(repo: Repository, entry: Any, base: str) -> dict[str, Any]:
             )
             return _entry_response("200 OK", resource=bundle)
         if len(segments) == 2:
-            found = await repo.read(rtype, segments[1])
+            found = await repo.materialize(await repo.read(rtype, segments[1]))
             return _entry_response("200 OK", found, base=base, resource=found.resource)
         if len(segments) == 4 and segments[2] == "_history":
-            found = await repo.vread(rtype, segments[1], segments[3])
+            found = await repo.materialize(await repo.vread(rtype, segments[1], segments[3]))
             return _entry_response("200 OK", found, base=base, resource=found.resource)
         raise BadRequest(f"Unsupported GET entry '{url}'.", code="not-supported")
     if method == "POST" and len(segments) == 1:
@@ -114,7 +114,7 @@ async def _fresh_repository(request: Request) -> Repository:
 def build_router() -> APIRouter:
     router = APIRouter()
 
-    @router.post("", tags=["system"], operation_id="batch", summary="Process a batch Bundle")
+    @router.post("", tags=["system"], operation_id="batch", summary="Process a batch or transaction Bundle")
     @router.post("/", include_in_schema=False)
     async def batch(request: Request) -> Response:
         fmt = choose_format(request)
@@ -124,12 +124,12 @@ def build_router() -> APIRouter:
             raise BadRequest("POST to the base URL takes a Bundle.", code="structure")
         kind = body.get("type")
         if kind == "transaction":
-            raise NotImplementedFeature(
-                "transaction Bundles are not supported yet (they must be all or nothing); "
-                "send a batch, or the entries one by one."
-            )
+            repo = await repository_of(request)
+            # Entries carry resources only on request: an ITI-65 answer stays small.
+            echo = "representation" in (request.headers.get("prefer") or "")
+            return fhir_response(await run_transaction(repo, body, settings.base_url, echo=echo), fmt)
         if kind != "batch":
-            raise BadRequest("Only batch Bundles are processed here.", code="value")
+            raise BadRequest("Only batch and transaction Bundles are processed here.", code="value")
         entries = body.get("entry") or []
         if not isinstance(entries, list) or len(entries) > MAX_ENTRIES:
             raise BadRequest(f"A batch holds at most {MAX_ENTRIES} entries.", code="too-costly")
@@ -138,7 +138,7 @@ def build_router() -> APIRouter:
         for entry in entries:
             repo = await _fresh_repository(request)
             try:
-                out.append(await _run_entry(repo, entry, settings.base_url))
+                out.append(await run_entry(repo, entry, settings.base_url))
             except FhirError as exc:
                 out.append(_entry_response(_status_line(exc.status), outcome=exc.outcome()))
         bundle = {

@@ -20,7 +20,7 @@ def capability_statement(settings: Settings, *, started: str) -> dict[str, Any]:
     for rtype in RESOURCE_TYPES.values():
         interactions = ["read", "vread", "history-instance", "history-type"]
         if rtype.client_writable:
-            interactions += ["create", "update", "delete"]
+            interactions += ["create", "update", "patch", "delete"]
         if rtype.searchable:
             interactions.append("search-type")
         entry: dict[str, Any] = {
@@ -32,7 +32,7 @@ def capability_statement(settings: Settings, *, started: str) -> dict[str, Any]:
             "updateCreate": rtype.client_writable,
             "conditionalCreate": rtype.client_writable,
             "conditionalRead": "not-supported",
-            "conditionalUpdate": False,
+            "conditionalUpdate": False,  # in transactions only (PUT Type?search entries)
             "conditionalDelete": "not-supported",
         }
         if rtype.searchable:
@@ -62,7 +62,7 @@ def capability_statement(settings: Settings, *, started: str) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": "The French shared health record (DMP) as FHIR R4.",
                 "resource": resources,
-                "interaction": [{"code": "batch"}],
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
             }
         ],
     }

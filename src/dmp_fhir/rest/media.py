@@ -6,12 +6,15 @@ JSON path never pays for it.
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from ..errors import NotAcceptable
 from ..storage.store import StoredVersion
@@ -123,28 +126,31 @@ def fhir_response(
     return Response(dumps(body, fmt), status_code=status, headers=headers, media_type=fmt.media_type)
 
 
+_RESOURCE_MEDIA = frozenset(
+    {"application/fhir+json", "application/fhir+xml", "application/json+fhir", "application/xml+fhir", "*/*"}
+)
+
+
 def wants_raw_content(request: Request) -> bool:
     """A Binary is answered with its own bytes when the client asks for no FHIR format
     (IHE ITI-68 retrieve; FHIR's rule for Binary)."""
-    if request.query_params.get("_format") or not request.headers.get("accept"):
+    accept = request.headers.get("accept")
+    if request.query_params.get("_format") or not accept:
         return False
-    try:
-        choose_format(request)
-    except NotAcceptable:
-        return True
-    return False
+    # Only FHIR's own media types ask for the resource: a CDA retrieved with text/xml or
+    # application/xml, or a JSON document with application/json, is its content.
+    asked = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    return not asked & _RESOURCE_MEDIA
 
 
-def binary_content(version: StoredVersion, headers: dict[str, str]) -> Response:
-    """The decoded content of a stored Binary, with its own content type."""
-    import base64
-    import binascii
+def binary_content(
+    version: StoredVersion, headers: dict[str, str], stream: AsyncIterator[bytes] | None = None
+) -> Response:
+    """The decoded content of a stored Binary, with its own content type.
 
+    Inline data is decoded here; content kept in the content store arrives as ``stream``.
+    """
     resource = version.resource or {}
-    try:
-        content = base64.b64decode(resource.get("data", ""), validate=True)
-    except (binascii.Error, ValueError):
-        content = b""
     media = str(resource.get("contentType", "application/octet-stream"))
     # Stored content is untrusted: never sniffed, never rendered in this origin.
     safe = {
@@ -153,4 +159,12 @@ def binary_content(version: StoredVersion, headers: dict[str, str]) -> Response:
         "Content-Disposition": "attachment",
         "Content-Security-Policy": "sandbox",
     }
+    if stream is not None:
+        if version.content_size is not None:
+            safe["Content-Length"] = str(version.content_size)
+        return StreamingResponse(stream, headers=safe, media_type=media)
+    try:
+        content = base64.b64decode(resource.get("data", ""), validate=True)
+    except (binascii.Error, ValueError):
+        content = b""
     return Response(content, headers=safe, media_type=media)

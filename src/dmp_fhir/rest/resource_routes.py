@@ -1,7 +1,7 @@
 """Type- and instance-level interactions, generated per resource type from the registry.
 
 Each supported type gets its own routes (so OpenAPI describes them per type and an unknown
-type is simply not routed): create, read, vread, update, delete, history, search.
+type is simply not routed): create, read, vread, update, patch, delete, history, search.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import BadRequest, Issue, operation_outcome
+from ..errors import BadRequest, Issue, NotFound, UnsupportedMediaType, operation_outcome
 from ..registry import RESOURCE_TYPES, ResourceType
 from ..repository import parse_etag
-from .body import read_resource_body
+from .body import JSON_PATCH, media_type_of, read_resource_body
 from .bundles import history_bundle, page_link
 from .context import repository_of, settings_of, version_headers, write_response
 from .media import JSON_FORMAT, binary_content, choose_format, fhir_response, wants_raw_content
@@ -82,6 +82,28 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
         status = 201 if result.created else 200
         return write_response(request, result.version, status=status, message=f"Updated {name}/{rid}.")
 
+    async def patch(request: Request, rid: str) -> Response:
+        operations = await _patch_body(request)
+        if_match = parse_etag(request.headers.get("if-match"))
+        repo = await repository_of(request)
+        result = await repo.patch(name, rid, operations, if_match=if_match)
+        return write_response(request, result.version, status=200, message=f"Patched {name}/{rid}.")
+
+    async def conditional_patch(request: Request) -> Response:
+        """``PATCH [type]?search``: the French guide's metadata update names documents this way."""
+        query = str(request.url.query)
+        if not query:
+            raise BadRequest("PATCH on a type needs search parameters naming one resource.", code="required")
+        operations = await _patch_body(request)
+        if_match = parse_etag(request.headers.get("if-match"))
+        repo = await repository_of(request)
+        async with repo.audit_scope("patch", name):
+            found = await repo.conditional_match(name, query)
+            if found is None:
+                raise NotFound(f"No {name} matches '{query}'.")
+            result = await repo.patch(name, found.id, operations, if_match=if_match)
+        return write_response(request, result.version, status=200, message=f"Patched {name}/{found.id}.")
+
     async def delete(request: Request, rid: str) -> Response:
         fmt = choose_format(request)
         if_match = parse_etag(request.headers.get("if-match"))
@@ -104,9 +126,19 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
         "vread": vread,
         "update": update,
         "delete": delete,
+        "patch": patch,
+        "conditional-patch": conditional_patch,
         "history-instance": instance_history,
         "history-type": type_history,
     }
+
+
+async def _patch_body(request: Request) -> Any:
+    if media_type_of(request) not in (JSON_PATCH, "application/json"):
+        raise UnsupportedMediaType(
+            f"PATCH takes a JSON Patch ({JSON_PATCH}); FHIRPath Patch is not supported."
+        )
+    return await read_resource_body(request, settings_of(request).max_body_bytes, allow_patch=True)
 
 
 async def _version_response(request: Request, name: str, rid: str, vid: str | None) -> Response:
@@ -120,7 +152,8 @@ async def _version_response(request: Request, name: str, rid: str, vid: str | No
     if vid is None and request.headers.get("if-none-match") == found.etag:
         return Response(status_code=304, headers=headers)
     if raw:
-        return binary_content(found, headers)
+        return binary_content(found, headers, repo.content_stream(found))
+    found = await repo.materialize(found)
     return fhir_response(found.resource, fmt, headers=headers)
 
 
@@ -133,6 +166,7 @@ async def _history(request: Request, name: str, rid: str | None) -> Response:
     versions, cursor = await repo.history(
         name, rid, count=count, cursor=request.query_params.get("_cursor"), since=since
     )
+    versions = [await repo.materialize(v) for v in versions]
     path = f"{name}/{rid}/_history" if rid else f"{name}/_history"
     params = list(request.query_params.multi_items())
     bundle = history_bundle(
@@ -148,9 +182,11 @@ async def _history(request: Request, name: str, rid: str | None) -> Response:
 _ROUTES: tuple[tuple[str, str, str, str, str, bool], ...] = (
     ("/{n}/_history", "history-type", "GET", "history_type", "History of all {n} resources", False),
     ("/{n}", "create", "POST", "create", "Create a {n}", True),
+    ("/{n}", "conditional-patch", "PATCH", "conditional_patch", "Patch the one {n} a search names", True),
     ("/{n}/{{rid}}", "read", "GET", "read", "Read a {n}", False),
     ("/{n}/{{rid}}", "update", "PUT", "update", "Update (or create) a {n}", True),
     ("/{n}/{{rid}}", "delete", "DELETE", "delete", "Delete a {n}", True),
+    ("/{n}/{{rid}}", "patch", "PATCH", "patch", "Patch a {n} (JSON Patch)", True),
     ("/{n}/{{rid}}/_history", "history-instance", "GET", "history_instance", "History of one {n}", False),
     ("/{n}/{{rid}}/_history/{{vid}}", "vread", "GET", "vread", "Read a version of a {n}", False),
 )

@@ -10,21 +10,30 @@ update, which FerretDB does not provide:
 
 A crash between 1 and 2 leaves the current copy one version behind, never ahead of history;
 the next write of that resource repairs it.
+
+Writes of several resources that must succeed or fail together go through
+:meth:`ResourceStore.write_atomically` and the journal (storage/journal.py): their versions are
+claimed invisibly (marked ``_tx``) and published only once one insert has decided the commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import DESCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from ..errors import Conflict, PreconditionFailed
+from ..errors import BadRequest, Conflict, FhirError, PreconditionFailed
+from .content import ContentStore
 from .database import Database
+from .journal import TransactionJournal
 
 #: Called with the current stored document (or None) before a version is written; raising
 #: refuses the write. It runs again on every retry, so it always judges the latest state.
@@ -45,6 +54,8 @@ class StoredVersion:
     deleted: bool
     resource: dict[str, Any] | None
     changed: bool = True  # False when an update was a no-op
+    content_id: str | None = None  # Binary data kept in the content store (resource has no data)
+    content_size: int | None = None
 
     @property
     def etag(self) -> str:
@@ -59,7 +70,24 @@ class StoredVersion:
             last_updated=doc["_lu"].astimezone(UTC),
             deleted=bool(doc.get("_deleted")),
             resource=doc.get("resource"),
+            content_id=(doc.get("_content") or {}).get("id"),
+            content_size=(doc.get("_content") or {}).get("size"),
         )
+
+
+@dataclass(slots=True)
+class PlannedWrite:
+    """One resource version of an all-or-nothing write (``resource`` None: a deletion)."""
+
+    rtype: str
+    rid: str
+    resource: dict[str, Any] | None
+    fields: Mapping[str, Any]
+    if_match: int | None = None
+    create_only: bool = False
+    guard: WriteGuard | None = None
+    content: dict[str, bytes] = field(default_factory=dict)  # blobs to store first, by id
+    fresh: bool = False  # the server just made up this id: no current version can exist
 
 
 def now_utc() -> datetime:
@@ -95,6 +123,8 @@ class ResourceStore:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.db = database.db
+        self.content = ContentStore(database)
+        self.journal = TransactionJournal(self, self.content)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -106,14 +136,21 @@ class ResourceStore:
         return await self.db[rtype].find_one(dict(query))
 
     async def vread(self, rtype: str, rid: str, version: int) -> StoredVersion | None:
-        doc = await self.db[f"{rtype}_history"].find_one({"_id": f"{rid}/{version}"})
+        doc = await self.history_doc(rtype, rid, version)
         return StoredVersion.from_doc(rtype, doc) if doc else None
 
+    async def history_doc(self, rtype: str, rid: str, version: int) -> dict[str, Any] | None:
+        """One stored version; a version claimed by an unfinished transaction does not exist yet."""
+        doc = await self.db[f"{rtype}_history"].find_one({"_id": f"{rid}/{version}"})
+        return None if doc is None or "_tx" in doc else doc
+
     async def newest_history(self, rtype: str, rid: str, *, live: bool = False) -> dict[str, Any] | None:
-        """The newest version in history (``live``: the newest that is not a deletion)."""
+        """The newest version in history (``live``: the newest published one that is not a
+        deletion; otherwise versions claimed by a transaction count too)."""
         query: dict[str, Any] = {"_rid": rid}
         if live:
             query["_deleted"] = False
+            query["_tx"] = {"$exists": False}
         cursor = self.db[f"{rtype}_history"].find(query).sort("_v", DESCENDING).limit(1)
         docs = await cursor.to_list(1)
         return docs[0] if docs else None
@@ -130,6 +167,8 @@ class ResourceStore:
         projection: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         coll = self.db[f"{rtype}_history" if history else rtype]
+        if history:
+            query = {**query, "_tx": {"$exists": False}}  # unfinished transactions stay invisible
         cursor = coll.find(dict(query), projection=dict(projection) if projection else None)
         if sort:
             cursor = cursor.sort(sort)
@@ -156,27 +195,55 @@ class ResourceStore:
         create_only: bool = False,
         skip_unchanged: bool = False,
         guard: WriteGuard | None = None,
+        content: Mapping[str, bytes] | None = None,
     ) -> StoredVersion:
         """Write a new version (``resource=None`` writes a tombstone) and return it.
 
         ``extra_fields`` are the extracted search/policy fields stored beside the resource.
         ``create_only`` refuses to overwrite a live resource (409); ``if_match`` demands that
-        the current version is exactly that number (412 otherwise).
+        the current version is exactly that number (412 otherwise). ``content`` blobs are
+        stored first and removed again if the write fails.
         """
+        planned = PlannedWrite(
+            rtype, rid, resource, extra_fields, if_match, create_only, guard, dict(content or {})
+        )
+        for content_id, data in planned.content.items():
+            await self.content.put(content_id, data, metadata={"resource": f"{rtype}/{rid}"})
+        try:
+            claimed = await self._claim(planned, skip_unchanged=skip_unchanged)
+        except BaseException:
+            await asyncio.shield(self.content.delete(planned.content))
+            raise
+        if isinstance(claimed, StoredVersion):
+            await asyncio.shield(self.content.delete(planned.content))
+            return claimed
+        await self._publish(rtype, rid, claimed)
+        return StoredVersion.from_doc(rtype, claimed)
+
+    async def _claim(
+        self, w: PlannedWrite, *, tx: str | None = None, skip_unchanged: bool = False
+    ) -> dict[str, Any] | StoredVersion:
+        """Insert the next history version of ``w`` (marked ``_tx`` inside a transaction).
+
+        Returns the inserted document, or a StoredVersion when there was nothing to write.
+        """
+        rtype, rid, resource = w.rtype, w.rid, w.resource
         current_coll = self.db[rtype]
         history_coll = self.db[f"{rtype}_history"]
+        fresh = w.fresh
         for _attempt in range(MAX_WRITE_ATTEMPTS):
-            current = await current_coll.find_one({"_id": rid})
+            current = None if fresh else await current_coll.find_one({"_id": rid})
+            fresh = False
             base = int(current["_v"]) if current else 0
             live = current is not None and not current.get("_deleted")
-            if guard is not None:
-                await guard(current if live else None)
-            if if_match is not None and if_match != base:
+            if w.guard is not None:
+                await w.guard(current if live else None)
+            if w.if_match is not None and w.if_match != base:
                 raise PreconditionFailed(
-                    f"{rtype}/{rid} is at version {base}, not {if_match}.",
+                    f"{rtype}/{rid} is at version {base}, not {w.if_match}.",
                     code="conflict",
                 )
-            if create_only and live:
+            if w.create_only and live:
                 raise Conflict(f"{rtype}/{rid} already exists.", code="duplicate")
             if resource is None and not live:
                 # Deleting what is absent or already deleted changes nothing (and says the
@@ -194,26 +261,93 @@ class ResourceStore:
                 )
             version = base + 1
             moment = now_utc()
+            extra_fields = w.fields
             if resource is None and current is not None:
                 # A deletion keeps the policy fields of what it deletes: who may see the
                 # resource may see that it was deleted, nobody else.
                 extra_fields = {k: v for k, v in current.items() if k.startswith("_p_")}
             doc = self._document(rtype, rid, version, moment, resource, extra_fields)
+            if tx is not None:
+                doc["_tx"] = tx
             try:
                 await history_coll.insert_one({**doc, "_id": f"{rid}/{version}"})
             except DuplicateKeyError:
                 # Another writer took this version, or a crash left history ahead: repair, retry.
-                await self._publish_newest(rtype, rid)
-                if if_match is not None:
+                await self.converge(rtype, rid)
+                if w.if_match is not None:
                     raise PreconditionFailed(
-                        f"{rtype}/{rid} was changed concurrently; version {if_match} is stale.",
+                        f"{rtype}/{rid} was changed concurrently; version {w.if_match} is stale.",
                         code="conflict",
                     ) from None
                 await asyncio.sleep(0)
                 continue
-            await self._publish(rtype, rid, doc)
-            return StoredVersion.from_doc(rtype, doc)
+            return doc
         raise Conflict(f"Too many concurrent writers on {rtype}/{rid}; try again.", code="lock-error")
+
+    async def write_atomically(self, writes: list[PlannedWrite], *, timeout: float) -> list[StoredVersion]:
+        """Write every planned version or none (see storage/journal.py), in order.
+
+        Guards run against the state each write meets; any refusal or failure aborts the lot.
+        """
+        keys = [(w.rtype, w.rid) for w in writes]
+        if len(set(keys)) != len(keys):
+            raise BadRequest("A transaction may write each resource only once.", code="invalid")
+        tx = uuid.uuid4().hex
+        content_ids = [cid for w in writes for cid in w.content]
+        await self.journal.begin(tx, keys, content_ids, timeout)
+        results: list[StoredVersion] = []
+        claimed_docs: list[tuple[str, dict[str, Any]]] = []
+        fresh_docs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        deadline = time.monotonic() + timeout
+        try:
+            for w in writes:
+                if time.monotonic() > deadline:
+                    raise _timed_out(timeout)
+                for content_id, data in w.content.items():
+                    await self.content.put(content_id, data, metadata={"resource": f"{w.rtype}/{w.rid}"})
+                try:
+                    if w.fresh and w.resource is not None:
+                        # Nobody can hold this id: check now, claim with the others of its type.
+                        if w.guard is not None:
+                            await w.guard(None)
+                        doc = self._document(w.rtype, w.rid, 1, now_utc(), w.resource, w.fields)
+                        doc["_tx"] = tx
+                        fresh_docs[w.rtype].append({**doc, "_id": f"{w.rid}/1"})
+                        claimed: dict[str, Any] | StoredVersion = doc
+                    else:
+                        claimed = await self._claim(w, tx=tx)
+                except FhirError as exc:
+                    exc.about = exc.about or f"{w.rtype}/{w.rid}"
+                    raise
+                if isinstance(claimed, StoredVersion):
+                    results.append(claimed)
+                else:
+                    claimed_docs.append((w.rtype, claimed))
+                    results.append(StoredVersion.from_doc(w.rtype, claimed))
+            for rtype, docs in fresh_docs.items():
+                try:
+                    await self.db[f"{rtype}_history"].insert_many(docs, ordered=True)
+                except BulkWriteError:
+                    raise Conflict("A server-assigned id is already taken; send again.") from None
+            if time.monotonic() > deadline:  # past it, the sweep may already have aborted us
+                raise _timed_out(timeout)
+            outcome = await self.journal.decide(tx, "committed")
+        except BaseException:
+            await asyncio.shield(self._abort(tx, keys, content_ids))
+            raise
+        if outcome != "committed":
+            await asyncio.shield(self._abort(tx, keys, content_ids))
+            raise Conflict(
+                "The transaction outlived its deadline and was rolled back; nothing was stored.",
+                code="timeout",
+            )
+        fresh = frozenset(f"{w.rtype}/{w.rid}" for w in writes if w.fresh)
+        await asyncio.shield(self.journal.roll_forward(tx, claimed_docs, fresh=fresh))
+        return results
+
+    async def _abort(self, tx: str, keys: list[tuple[str, str]], content_ids: list[str]) -> None:
+        await self.journal.decide(tx, "aborted")
+        await self.journal.roll_back(tx, _group(keys), content_ids)
 
     @staticmethod
     def _document(
@@ -243,14 +377,55 @@ class ResourceStore:
     async def _publish(self, rtype: str, rid: str, doc: dict[str, Any]) -> None:
         """Make ``doc`` the current copy unless a newer version already won."""
         await self._replace_current(rtype, rid, doc)
-        await self._publish_newest(rtype, rid)
+        await self.converge(rtype, rid)
 
-    async def _publish_newest(self, rtype: str, rid: str) -> None:
-        """Converge the current copy on the newest history version."""
+    async def publish_fresh(self, rtype: str, docs: list[dict[str, Any]]) -> None:
+        """Publish versions 1 of ids only this transaction knows, in one insert (a re-run after
+        a crash finds some published already: those are replaced one by one)."""
+        current = [{**{k: v for k, v in doc.items() if k != "_tx"}, "_id": doc["_rid"]} for doc in docs]
+        try:
+            await self.db[rtype].insert_many(current, ordered=False)
+        except BulkWriteError:
+            for doc in current:
+                await self._replace_current(rtype, doc["_id"], doc)
+
+    async def publish_claimed(self, rtype: str, doc: dict[str, Any]) -> None:
+        """Publish a version claimed by a committed transaction (its mark dropped)."""
+        current = {k: v for k, v in doc.items() if k != "_tx"}
+        current["_id"] = doc["_rid"]
+        await self._replace_current(rtype, doc["_rid"], current)
+
+    async def converge(self, rtype: str, rid: str) -> None:
+        """Converge the current copy on the newest history version.
+
+        A newest version claimed by a transaction is settled first: published if it committed,
+        removed if it aborted; while its transaction is still running the resource is locked (409).
+        """
         for _ in range(MAX_WRITE_ATTEMPTS):
             newest = await self.newest_history(rtype, rid)
             if newest is None:
                 return
+            tx = newest.get("_tx")
+            if tx is not None:
+                settlement = await self.journal.settle(tx)
+                if settlement.outcome is None and not settlement.gone:
+                    raise Conflict(
+                        f"{rtype}/{rid} is being written by a transaction in progress; try again.",
+                        code="lock-error",
+                    )
+                # A mark whose transaction is gone is a late claim of an aborted one (a
+                # committed transaction drops its marks before it forgets itself): remove it.
+                # The removal is conditional on the mark, so a stale read removes nothing.
+                if settlement.outcome == "aborted" or settlement.gone:
+                    await self.db[f"{rtype}_history"].delete_one({"_id": newest["_id"], "_tx": tx})
+                    continue
+                if settlement.outcome == "committed":
+                    await self.publish_claimed(rtype, newest)
+                    await self.db[f"{rtype}_history"].update_one(
+                        {"_id": newest["_id"], "_tx": tx}, {"$unset": {"_tx": ""}}
+                    )
+                await asyncio.sleep(0)
+                continue
             current = await self.db[rtype].find_one({"_id": rid}, projection={"_v": 1})
             if current is not None and int(current["_v"]) == int(newest["_v"]):
                 return
@@ -272,7 +447,27 @@ class ResourceStore:
         await self.db[rtype].update_one({"_id": rid}, {"$set": dict(fields)})
 
     async def purge(self, rtype: str, rid: str) -> int:
-        """Remove every version of one resource (destruction, not a FHIR delete)."""
-        removed = (await self.db[f"{rtype}_history"].delete_many({"_rid": rid})).deleted_count
+        """Remove every version of one resource and its content (destruction, not a FHIR delete)."""
+        history = self.db[f"{rtype}_history"]
+        blobs = [
+            d["_content"]["id"]
+            for d in await history.find({"_rid": rid}, projection={"_content": 1}).to_list(None)
+            if isinstance(d.get("_content"), dict)
+        ]
+        await self.content.delete(blobs)
+        removed = (await history.delete_many({"_rid": rid})).deleted_count
         removed += (await self.db[rtype].delete_many({"_id": rid})).deleted_count
         return removed
+
+
+def _timed_out(timeout: float) -> Conflict:
+    return Conflict(
+        f"The transaction did not complete within {timeout:g} s; nothing was stored.", code="timeout"
+    )
+
+
+def _group(keys: list[tuple[str, str]]) -> dict[str, list[str]]:
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for rtype, rid in keys:
+        by_type[rtype].append(rid)
+    return by_type

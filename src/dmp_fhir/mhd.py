@@ -1,0 +1,362 @@
+"""IHE MHD Provide Document Bundle (ITI-65) rules, as the French guide (PDSm) applies them.
+
+A transaction Bundle holding a submission-set List is a Provide Document Bundle. Before anything
+is stored, its documents must agree with the submission set and with their content; every
+refusal names the Bundle entry and element at fault. These checks only read the Bundle and the
+current state; what gets written is decided by the transaction that follows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadRequest, Conflict, Unprocessable
+
+MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
+INS_SYSTEMS = frozenset(
+    {
+        "urn:oid:1.2.250.1.213.1.4.8",  # INS from the NIR
+        "urn:oid:1.2.250.1.213.1.4.9",  # INS from the NIA
+        "urn:oid:1.2.250.1.213.1.4.10",  # INS-NIR test
+        "urn:oid:1.2.250.1.213.1.4.11",  # INS-NIA test
+    }
+)
+#: PDSm requires these on every DocumentReference it receives.
+REQUIRED_DOCUMENT_ELEMENTS = (
+    "masterIdentifier",
+    "type",
+    "category",
+    "subject",
+    "date",
+    "author",
+    "securityLabel",
+)
+
+
+@dataclass(slots=True)
+class Entry:
+    """A write entry of the Bundle, its references already resolved to ``Type/id``."""
+
+    index: int
+    rtype: str
+    rid: str
+    resource: dict[str, Any] | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.rtype}/{self.rid}"
+
+    def where(self, element: str = "") -> str:
+        return f"Bundle.entry[{self.index}].resource" + (f".{element}" if element else "")
+
+
+#: Reads one resource by ``Type/id`` as the caller may see it (None: absent or hidden).
+Lookup = Callable[[str], Awaitable[dict[str, Any] | None]]
+#: Finds live DocumentReferences by ``system|value`` of their identifiers.
+IdentifierLookup = Callable[[str], Awaitable[list[str]]]
+
+
+def is_submission_set(resource: Any) -> bool:
+    if not isinstance(resource, dict) or resource.get("resourceType") != "List":
+        return False
+    codings = (resource.get("code") or {}).get("coding") or []
+    return any(c.get("system") == MHD_LIST_TYPES and c.get("code") == "submissionset" for c in codings)
+
+
+def sha1_base64(data: bytes) -> str:
+    """FHIR R4 Attachment.hash: the SHA-1 of the data, base64-encoded."""
+    return base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode("ascii")
+
+
+def externalize_inline_content(entries: list[Entry]) -> list[Entry]:
+    """Attachments sent inline become Binary entries that the attachment points to.
+
+    The stored DocumentReference then has the same shape whichever way its content came, and
+    ITI-68 retrieves every document the same way (large content goes to GridFS with its Binary).
+    """
+    added: list[Entry] = []
+    for entry in entries:
+        if entry.rtype != "DocumentReference" or entry.resource is None:
+            continue
+        for content in entry.resource.get("content") or ():
+            attachment = content.get("attachment") if isinstance(content, dict) else None
+            if not isinstance(attachment, dict) or "data" not in attachment:
+                continue
+            binary_id = str(uuid.uuid4())
+            binary: dict[str, Any] = {
+                "resourceType": "Binary",
+                "id": binary_id,
+                "contentType": attachment.get("contentType", "application/octet-stream"),
+                "securityContext": {"reference": entry.key},
+                "data": attachment.pop("data"),
+            }
+            attachment["url"] = f"Binary/{binary_id}"
+            added.append(Entry(entry.index, "Binary", binary_id, binary))
+    return entries + added
+
+
+async def check_provide_bundle(
+    entries: list[Entry], lookup: Lookup, documents_with_identifier: IdentifierLookup
+) -> None:
+    """Raise a precise 4xx for the first inconsistency of an ITI-65 Bundle."""
+    sets = [e for e in entries if is_submission_set(e.resource)]
+    if len(sets) != 1:
+        raise Unprocessable(
+            f"A Provide Document Bundle holds exactly one submission set List (found {len(sets)}).",
+            code="structure",
+            expression=("Bundle.entry",),
+        )
+    submission = sets[0]
+    assert submission.resource is not None
+    patient = _reference(submission.resource.get("subject"))
+    if patient is None or not patient.startswith("Patient/"):
+        raise Unprocessable(
+            "The submission set must name its patient.",
+            code="required",
+            expression=(submission.where("subject"),),
+        )
+    planned = {e.key: e.resource for e in entries if e.resource is not None}
+    patient_resource = planned.get(patient) or await lookup(patient)
+    if patient_resource is None:
+        raise Unprocessable(
+            f"{patient} is not known to this DMP.",
+            code="not-found",
+            expression=(submission.where("subject"),),
+        )
+    if not any(
+        i.get("system") in INS_SYSTEMS and i.get("value") for i in patient_resource.get("identifier") or ()
+    ):
+        raise Unprocessable(
+            f"{patient} has no INS identifier: documents are shared only for a qualified identity.",
+            code="business-rule",
+            expression=(submission.where("subject"),),
+        )
+    listed = {
+        _reference(item.get("item"))
+        for item in submission.resource.get("entry") or ()
+        if isinstance(item, dict)
+    }
+    documents = [e for e in entries if e.rtype == "DocumentReference" and e.resource is not None]
+    if not documents:
+        raise Unprocessable(
+            "A Provide Document Bundle carries at least one DocumentReference.",
+            code="required",
+            expression=("Bundle.entry",),
+        )
+    seen_ids: set[str] = set()
+    for doc in documents:
+        resource = doc.resource
+        assert resource is not None
+        for element in REQUIRED_DOCUMENT_ELEMENTS:
+            if not resource.get(element):
+                raise Unprocessable(
+                    f"DocumentReference.{element} is required by the DMP (PDSm).",
+                    code="required",
+                    expression=(doc.where(element),),
+                )
+        if _reference(resource.get("subject")) != patient:
+            raise Unprocessable(
+                f"The document's subject must be the submission set's patient ({patient}).",
+                code="business-rule",
+                expression=(doc.where("subject"),),
+            )
+        if doc.key not in listed:
+            raise Unprocessable(
+                f"{doc.key} is not listed by the submission set.",
+                code="business-rule",
+                expression=(submission.where("entry"),),
+            )
+        master = resource["masterIdentifier"]
+        token = f"{master.get('system', '')}|{master.get('value', '')}"
+        if token in seen_ids:
+            raise Unprocessable(
+                "Two documents of the Bundle share a masterIdentifier.",
+                code="duplicate",
+                expression=(doc.where("masterIdentifier"),),
+            )
+        seen_ids.add(token)
+        if [other for other in await documents_with_identifier(token) if other != doc.rid]:
+            raise Conflict(
+                f"A document with masterIdentifier {master.get('value')} already exists; "
+                "send a replacement (relatesTo replaces) instead.",
+                code="duplicate",
+                expression=(doc.where("masterIdentifier"),),
+            )
+        for n, content in enumerate(resource.get("content") or ()):
+            _check_attachment(doc, n, content.get("attachment") or {}, planned)
+
+
+def _check_attachment(doc: Entry, n: int, attachment: dict[str, Any], planned: dict[str, Any]) -> None:
+    where = doc.where(f"content[{n}].attachment")
+    url = attachment.get("url")
+    binary = planned.get(url) if isinstance(url, str) else None
+    if binary is None or binary.get("resourceType") != "Binary":
+        raise Unprocessable(
+            "The attachment must point to its content: a Binary of the same Bundle.",
+            code="required",
+            expression=(f"{where}.url",),
+        )
+    security = _reference(binary.get("securityContext"))
+    if security != doc.key:
+        raise Unprocessable(
+            f"{url}.securityContext must name the document it belongs to ({doc.key}).",
+            code="business-rule",
+            expression=(f"{where}.url",),
+        )
+    try:
+        data = base64.b64decode(binary.get("data") or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{url} holds invalid base64 data.", expression=(f"{where}.url",)) from None
+    if "size" not in attachment or "hash" not in attachment:
+        raise Unprocessable(
+            "attachment.size and attachment.hash are required (PDSm).",
+            code="required",
+            expression=(f"{where}.size" if "size" not in attachment else f"{where}.hash",),
+        )
+    if attachment["size"] != len(data):
+        raise Unprocessable(
+            f"attachment.size is {attachment['size']} but the content has {len(data)} bytes.",
+            code="value",
+            expression=(f"{where}.size",),
+        )
+    if attachment["hash"] != sha1_base64(data):
+        raise Unprocessable(
+            "attachment.hash is not the SHA-1 (base64) of the content.",
+            code="value",
+            expression=(f"{where}.hash",),
+        )
+
+
+def replaced_documents(entry: Entry) -> list[str]:
+    """The ``DocumentReference/id`` that this document replaces (relatesTo.code = replaces)."""
+    if entry.rtype != "DocumentReference" or entry.resource is None:
+        return []
+    out = []
+    for relation in entry.resource.get("relatesTo") or ():
+        if isinstance(relation, dict) and relation.get("code") == "replaces":
+            target = _reference(relation.get("target"))
+            if target is not None:
+                out.append(target)
+    return out
+
+
+def _reference(value: Any) -> str | None:
+    if isinstance(value, dict) and isinstance(value.get("reference"), str):
+        return str(value["reference"])
+    return None
+
+
+# -- document source side -------------------------------------------------------------
+
+LOINC = "http://loinc.org"
+CLASS_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
+CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceDocument:
+    """One document as a producing system has it: content and the few codes that classify it."""
+
+    content: bytes
+    content_type: str = "application/pdf"
+    type_code: str = "11488-4"  # consultation note
+    class_code: str = "10"  # report
+    title: str = "Compte rendu de consultation"
+    labels: tuple[tuple[str, str], ...] = ((CONFIDENTIALITY, "N"),)
+    replaces: str | None = None  # DocumentReference/id
+
+
+def provide_bundle(patient: str, author: str, documents: list[SourceDocument]) -> dict[str, Any]:
+    """An ITI-65 Provide Document Bundle as a document source sends it (``urn:uuid`` links).
+
+    Used by the tests, the ingest benchmark and the load script: what an integrator posts.
+    """
+    set_url = f"urn:uuid:{uuid.uuid4()}"
+    entries: list[dict[str, Any]] = []
+    items: list[dict[str, Any]] = []
+    for doc in documents:
+        doc_url, bin_url = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
+        items.append({"item": {"reference": doc_url}})
+        document: dict[str, Any] = {
+            "resourceType": "DocumentReference",
+            "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:oid:2.25.{uuid.uuid4().int}"},
+            "status": "current",
+            "type": {"coding": [{"system": LOINC, "code": doc.type_code}]},
+            "category": [{"coding": [{"system": CLASS_SYSTEM, "code": doc.class_code}]}],
+            "subject": {"reference": patient},
+            "date": "2026-11-20T10:00:00+01:00",
+            "author": [{"reference": author}],
+            "securityLabel": [{"coding": [{"system": s, "code": c}]} for s, c in doc.labels],
+            "content": [
+                {
+                    "attachment": {
+                        "contentType": doc.content_type,
+                        "url": bin_url,
+                        "size": len(doc.content),
+                        "hash": sha1_base64(doc.content),
+                        "title": doc.title,
+                    }
+                }
+            ],
+            "context": {"period": {"start": "2026-11-20T09:30:00+01:00"}},
+        }
+        if doc.replaces:
+            document["relatesTo"] = [{"code": "replaces", "target": {"reference": doc.replaces}}]
+        entries.append(
+            {
+                "fullUrl": doc_url,
+                "resource": document,
+                "request": {"method": "POST", "url": "DocumentReference"},
+            }
+        )
+        binary = {
+            "resourceType": "Binary",
+            "contentType": doc.content_type,
+            "securityContext": {"reference": doc_url},
+            "data": base64.b64encode(doc.content).decode("ascii"),
+        }
+        entries.append(
+            {"fullUrl": bin_url, "resource": binary, "request": {"method": "POST", "url": "Binary"}}
+        )
+    submission = {
+        "resourceType": "List",
+        "status": "current",
+        "mode": "working",
+        "code": {"coding": [{"system": MHD_LIST_TYPES, "code": "submissionset"}]},
+        "subject": {"reference": patient},
+        "date": "2026-11-20T10:00:00+01:00",
+        "source": {"reference": author},
+        "entry": items,
+    }
+    entries.insert(
+        0, {"fullUrl": set_url, "resource": submission, "request": {"method": "POST", "url": "List"}}
+    )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+#: ITI-67 names the patient one of these ways (the chained forms are the PDSm's).
+_PATIENT_PARAMS = frozenset({"patient", "patient.identifier", "subject", "subject.identifier"})
+
+
+def check_find_documents(params: list[tuple[str, str]]) -> None:
+    """Find Document References (ITI-67): the patient and the status are required."""
+    names = {key.split(":")[0] for key, _ in params}
+    missing = [
+        what
+        for what, present in (
+            ("patient (or patient.identifier)", names & _PATIENT_PARAMS),
+            ("status", "status" in names),
+        )
+        if not present
+    ]
+    if missing:
+        raise BadRequest(
+            "A DocumentReference search (IHE ITI-67) must include " + " and ".join(missing) + ".",
+            code="required",
+        )
