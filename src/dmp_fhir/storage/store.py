@@ -276,3 +276,20 @@ class ResourceStore:
         removed = (await self.db[f"{rtype}_history"].delete_many({"_rid": rid})).deleted_count
         removed += (await self.db[rtype].delete_many({"_id": rid})).deleted_count
         return removed
+
+    async def purge_patient(self, rtype: str, pid: str) -> int:
+        """Remove every version of every ``rtype`` resource of one patient (``_p_patient`` is
+        a top-level equality: pushed down by FerretDB). History first: a crash leaves current
+        copies, which a re-run still finds."""
+        removed = (await self.db[f"{rtype}_history"].delete_many({"_p_patient": pid})).deleted_count
+        removed += (await self.db[rtype].delete_many({"_p_patient": pid})).deleted_count
+        return removed
+
+    async def purge_content(self, binary_ids: list[str]) -> int:
+        """Remove document content stored outside the Binary collections.
+
+        Today every byte lives in the Binary resources that ``purge``/``purge_patient`` remove,
+        so there is nothing more to do. This is the single hook for content storage added
+        later (GridFS for large Binaries): it must delete the content of these Binaries.
+        """
+        return 0
