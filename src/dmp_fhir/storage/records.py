@@ -62,7 +62,12 @@ class DmpRecords:
 
     async def put(self, pid: str, fields: dict[str, Any]) -> None:
         """Replace the record's status document (a whole-document write: no partial state)."""
-        await self.db[RECORDS].replace_one({"_id": pid}, {"_id": pid, **fields}, upsert=True)
+        for _ in range(10):
+            try:
+                await self.db[RECORDS].replace_one({"_id": pid}, {"_id": pid, **fields}, upsert=True)
+                return
+            except DuplicateKeyError:  # concurrent upserts of a new _id: it exists now, replace it
+                continue
 
     async def with_status(self, status: str) -> list[dict[str, Any]]:
         return await self.db[RECORDS].find({"status": status}).to_list(None)
