@@ -409,7 +409,7 @@ async def test_total_destruction_leaves_only_the_audit_facts(env: PolicyEnv) -> 
 
 
 async def test_partial_destruction_of_one_document(env: PolicyEnv) -> None:
-    pid, ins = await new_dmp(env)
+    pid, _ = await new_dmp(env)
     me = env.patient(pid)
     doc_id, binary_id = await personal_document_with_binary(env, pid, "partial")
     kept_id, kept_binary = await personal_document_with_binary(env, pid, "kept")

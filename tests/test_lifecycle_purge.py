@@ -77,7 +77,7 @@ async def test_an_interrupted_destruction_is_finished_by_purge(
     assert await env.database.db["Patient"].find_one({"_id": pid}) is None
 
 
-def test_purge_command_line_accepts_an_iso_date() -> None:
+async def test_purge_command_line_accepts_an_iso_date() -> None:
     args = cli.build_parser().parse_args(["purge", "--now", "2040-01-01"])
     assert args.now == datetime(2040, 1, 1, tzinfo=UTC)
     with pytest.raises(SystemExit):
