@@ -149,6 +149,21 @@ async def test_bad_creation_requests(env: PolicyEnv, change: str, expected: int)
     assert not await env.database.db["Patient"].find_one({"_s_identifier": ins})
 
 
+async def test_a_plain_create_cannot_bypass_the_ins_claim(env: PolicyEnv) -> None:
+    pid, ins = await new_dmp(env)
+    me = env.patient(pid)
+    patient = (await env.client.get(f"/Patient/{pid}", headers=me)).json()
+    copy = {k: v for k, v in patient.items() if k not in ("id", "meta")}
+    posted = await env.client.post("/Patient", json=copy, headers={**env.headers("gp_martin"), **JSON})
+    assert posted.status_code == 403
+    # Nor may the patient move their record to another INS.
+    other = new_ins()
+    patient["identifier"][0]["value"] = other
+    put = await env.client.put(f"/Patient/{pid}", json=patient, headers={**me, **JSON})
+    assert put.status_code == 403
+    assert await env.database.db["Patient"].count_documents({"_s_identifier": ins}) == 1
+
+
 # -- the record's people ---------------------------------------------------------------------------
 
 
@@ -325,6 +340,14 @@ async def test_close_refuses_professionals_and_reopen_brings_everything_back(env
     assert await status(env, gp, f"/Patient/{pid}") == 200
     assert await status(env, me, f"/Consent/{pid}-creation") == 200
     assert (await operation(env, gp, f"/Patient/{pid}/$dmp-reopen")).status_code == 409
+
+
+async def test_a_legal_representative_closes_a_minors_dmp(env: PolicyEnv) -> None:
+    body = create_body(new_ins(sex=2, year=14), representatives=[representative("FICTION", "Lise", "MTH")])
+    pid = (await create(env, env.headers("gp_martin"), body)).json()["id"]
+    parent = env.representative(f"{pid}-rep-1", pid)
+    assert (await operation(env, parent, f"/Patient/{pid}/$dmp-close")).status_code == 200
+    assert (await env.database.db["dmp_record"].find_one({"_id": pid}))["status"] == "closed"
 
 
 async def test_a_blocked_professional_cannot_reopen(env: PolicyEnv) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..auth.caller import Caller
 from ..errors import Forbidden, NotFound
+from ..lifecycle.identity import INS_SYSTEMS
 from ..search.engine import eq_or_in
 from ..storage.store import ResourceStore
 from .base import Interaction, WriteAction
@@ -382,7 +383,7 @@ class DmpPolicy:
         if old is not None and new is not None and old.get("_p_patient") != pid:
             raise Forbidden("A resource cannot be moved to another patient's record.")
         if rtype == "Patient":
-            self._check_identity_write(action, pid)
+            await self._check_identity_write(action, pid, new, old)
             return
         if rtype == "Binary":
             await self._check_binary_write(new, old)
@@ -398,15 +399,25 @@ class DmpPolicy:
         else:
             self._check_professional_write(rtype, action, relation, new, old)
 
-    def _check_identity_write(self, action: WriteAction, pid: Any) -> None:
-        kind = self.caller.kind
+    async def _check_identity_write(
+        self,
+        action: WriteAction,
+        pid: Any,
+        new: Mapping[str, Any] | None,
+        old: Mapping[str, Any] | None,
+    ) -> None:
         if action == "delete":
             raise Forbidden("A DMP is destroyed by its own operation, never by a delete.")
-        if kind == "practitioner" and action == "create":
-            return  # a professional opens a DMP
-        if kind in ("patient", "related-person") and pid == self.caller.patient and action == "update":
-            return
-        raise Forbidden("Only the patient (or a legal representative) updates their identity.")
+        if action == "create":
+            # One DMP per INS is decided by the operation's INS claim, which a plain create skips.
+            raise Forbidden("A DMP is opened with Patient/$dmp-create.")
+        if self.caller.kind not in ("patient", "related-person") or pid != self.caller.patient:
+            raise Forbidden("Only the patient (or a legal representative) updates their identity.")
+        await self.prepare({pid})
+        if self.relations.get(pid, Relation.NOT_AUTHORISED) not in HOLDER_RELATIONS:
+            raise Forbidden("Only the patient (or a legal representative) updates their identity.")
+        if _ins(new) != _ins(old):
+            raise Forbidden("The INS is the record's key: it does not change by an update.")
 
     def _check_own_write(
         self,
@@ -522,6 +533,16 @@ class DmpPolicy:
                 raise refusal
         elif not set(owner.get("_p_authors") or ()) & self.person:
             raise refusal
+
+
+def _ins(doc: Mapping[str, Any] | None) -> list[str]:
+    """The INS identifiers (``system|value``) of a stored Patient document."""
+    resource = (doc or {}).get("resource") or {}
+    return sorted(
+        f"{i.get('system')}|{i.get('value')}"
+        for i in resource.get("identifier") or []
+        if isinstance(i, dict) and i.get("system") in INS_SYSTEMS
+    )
 
 
 def _keys(doc: Mapping[str, Any] | None) -> list[str]:
