@@ -6,7 +6,7 @@ documents are invented; identifiers only *look* real (valid control keys on test
 INS born in department "99", RPPS starting 1999999, FINESS starting 99).
 
 Deterministic and stdlib only: run ``python samples/generate.py`` (or ``--out DIR``) and it
-rewrites ``samples/*.json`` and ``samples/later/*.json`` byte for byte. Every entry is a
+rewrites ``samples/*.json`` byte for byte. Every entry is a
 ``PUT Type/id`` so loading the files twice is idempotent; references are literal ``Type/id``.
 
 Document types, classes and sections come from ``profiles/access-matrix.json`` so that the
@@ -1563,7 +1563,7 @@ CONSENTS = [
     ),
 ]
 
-# --------------------------------------------------------------------------- related persons (later)
+# --------------------------------------------------------------------------- related persons
 RELATED = [
     {
         "id": "rp-020-mere",
@@ -1642,7 +1642,7 @@ def build() -> dict[str, dict[str, Any]]:
             resources.append(binary(d, data, content_type))
         files[f"10-{ss_id}.json"] = bundle(f"sample-{ss_id}", resources)
     files["20-consents.json"] = bundle("sample-consents", CONSENTS)
-    files["later/30-related-persons.json"] = bundle(
+    files["30-related-persons.json"] = bundle(
         "sample-related-persons", [related_person(r) for r in RELATED]
     )
     return files

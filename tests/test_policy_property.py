@@ -420,6 +420,13 @@ async def store(env: PolicyEnv, world: World) -> None:
     repo = await env.internal_repository()
     for pid, res in world.patients.items():
         await repo.update("Patient", pid, res)
+        # The legal representative whose token the callers use (the policy checks the link).
+        representative = {
+            "resourceType": "RelatedPerson",
+            "id": f"{pid}-rp",
+            "patient": {"reference": f"Patient/{pid}"},
+        }
+        await repo.update("RelatedPerson", f"{pid}-rp", representative)
     for res in world.consents:
         await repo.update("Consent", res["id"], res)
     for did, res in world.documents.items():

@@ -30,7 +30,7 @@ TRE_A03 = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-Cl
 
 
 def _bundle_files() -> list[Path]:
-    return sorted(SAMPLES.glob("*.json")) + sorted((SAMPLES / "later").glob("*.json"))
+    return sorted(SAMPLES.glob("*.json"))
 
 
 BUNDLE_FILES = _bundle_files()
@@ -70,7 +70,6 @@ def _references(node: Any) -> list[str]:
 # --------------------------------------------------------------------------- bundles
 def test_there_are_sample_bundles() -> None:
     assert len(BUNDLE_FILES) >= 10
-    assert any(p.parent.name == "later" for p in BUNDLE_FILES)
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLES))
@@ -114,10 +113,12 @@ def test_binary_urls_resolve() -> None:
             assert content["attachment"]["url"] in RESOURCES
 
 
-def test_loader_folder_has_no_unsupported_type() -> None:
+def test_loader_folder_has_only_supported_types() -> None:
+    from dmp_fhir.registry import RESOURCE_TYPES
+
     for path in SAMPLES.glob("*.json"):
         types = {e["resource"]["resourceType"] for e in _load(path)["entry"]}
-        assert "RelatedPerson" not in types, path.name
+        assert types <= set(RESOURCE_TYPES), path.name
 
 
 # --------------------------------------------------------------------------- documents

@@ -367,7 +367,7 @@ def test_audit_event_patient_from_agents_and_entities() -> None:
 def test_registry_shape() -> None:
     assert set(RESOURCE_TYPES) == {
         "Patient", "Practitioner", "PractitionerRole", "Organization", "DocumentReference", "List",
-        "Consent", "AuditEvent", "Binary",
+        "Consent", "AuditEvent", "Binary", "RelatedPerson",
     }  # fmt: skip
     assert set(params_for("Binary")) == {"_id", "_lastUpdated", "_tag", "_security", "_profile"}
     assert set(params_for("Observation")) == set(params_for("Binary"))

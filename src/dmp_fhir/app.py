@@ -15,7 +15,7 @@ from .auth.tokens import TokenVerifier
 from .config import Settings, get_settings
 from .policy.access import AccessControl, TokenAccess
 from .policy.matrix import load_matrix
-from .rest import batch, resource_routes, search_routes, system_routes
+from .rest import batch, operation_routes, resource_routes, search_routes, system_routes
 from .rest.capability import capability_statement
 from .rest.errors import install_error_handlers
 from .search.indexes import index_fields
@@ -87,5 +87,6 @@ def create_app(
     app.include_router(system_routes.build_router(), prefix=settings.base_path)
     app.include_router(batch.build_router(), prefix=settings.base_path)
     app.include_router(search_routes.build_router(), prefix=settings.base_path)
+    app.include_router(operation_routes.build_router(), prefix=settings.base_path)
     app.include_router(resource_routes.build_router(), prefix=settings.base_path)
     return app

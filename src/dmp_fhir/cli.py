@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .auth.cli import add_token_command
@@ -124,6 +125,53 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return asyncio.run(_verify_audit(settings.model_copy(update={"mongodb_url": url})))
 
 
+async def _purge(settings: Settings, now: datetime) -> int:
+    from .audit import AuditTrail
+    from .auth.caller import system_caller
+    from .policy.base import Unrestricted
+    from .policy.matrix import load_matrix
+    from .repository import Repository
+    from .search.indexes import index_fields
+    from .storage import Database, ResourceStore
+
+    assert settings.mongodb_url
+    database = Database(settings.mongodb_url, settings.db)
+    try:
+        await database.connect()
+        await database.ensure_indexes(index_fields())
+        # The retention purge is an internal job: unrestricted, audited, never reachable from HTTP.
+        repository = Repository(
+            ResourceStore(database),
+            settings,
+            Unrestricted(system_caller("purge")),
+            load_matrix(),
+            AuditTrail(database, base_url=settings.base_url),
+        )
+        done = await repository.purge_expired(now)
+    finally:
+        await database.close()
+    for line in done:
+        print(line)
+    print(f"purge as of {now.isoformat()}: {len(done)} removal(s)")
+    return 0
+
+
+def _instant_arg(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or instant: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    now = args.now or datetime.now(UTC)
+    with ExitStack() as stack:
+        url = _database_url(settings, stack, persistent=True)
+        return asyncio.run(_purge(settings.model_copy(update={"mongodb_url": url}), now))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dmp-fhir",
@@ -158,6 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit trail: 'audit verify' checks its hash chain")
     audit.add_argument("action", choices=["verify"])
     audit.set_defaults(func=cmd_audit)
+
+    purge = sub.add_parser(
+        "purge",
+        help="destroy what the retention rules say must go (closed DMPs, deceased patients, "
+        "occupational health); safe to run twice",
+    )
+    purge.add_argument(
+        "--now", type=_instant_arg, help="the date to judge retention against (ISO; default: now)"
+    )
+    purge.set_defaults(func=cmd_purge)
 
     add_token_command(sub)
     return parser

@@ -45,6 +45,19 @@ class Settings(BaseSettings):
     max_page_size: int = 1000
     log_level: str = "info"
 
+    # -- retention (``dmp-fhir purge``), in years -------------------------------------------
+    retention_closed_years: int = Field(
+        default=10, ge=0, description="A closed DMP is kept this long, and may be reopened meanwhile."
+    )
+    retention_after_death_years: int = Field(
+        default=10, ge=0, description="A deceased patient's DMP is kept this long after death."
+    )
+    retention_occupational_years: int = Field(
+        default=40,
+        ge=0,
+        description="The occupational-health section is kept this long after the last visit.",
+    )
+
     # -- authentication (bearer JWTs, see dmp_fhir.auth.tokens) --------------------------
     jwks_file: Path | None = Field(default=None, description="JWKS file with the IdP's public keys.")
     jwks_url: str | None = Field(default=None, description="JWKS URL of the IdP (fetched, cached).")

@@ -46,6 +46,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ResourceType("Binary", searchable=False, documentation="A document's content."),
         ResourceType("List", documentation="An MHD submission set."),
         ResourceType("Consent", documentation="The patient's access decisions."),
+        ResourceType("RelatedPerson", documentation="A minor's legal representative."),
         ResourceType(
             "AuditEvent",
             client_writable=False,
@@ -53,6 +54,55 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ),
     )
 }
+
+
+#: Canonical base of this server's OperationDefinitions (``$dmp-create`` …).
+OPERATION_BASE = "https://dmp-fhir.example.org/fhir/OperationDefinition/"
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A FHIR operation (``POST [type]/$name`` or ``POST [type]/[id]/$name``)."""
+
+    name: str  # without the ``$``
+    resource_type: str
+    instance: bool
+    documentation: str
+
+    @property
+    def definition(self) -> str:
+        suffix = "" if self.resource_type == "Patient" else f"-{self.resource_type.lower()}"
+        return f"{OPERATION_BASE}{self.name}{suffix}"
+
+    @property
+    def path(self) -> str:
+        return (
+            f"/{self.resource_type}/{{rid}}/${self.name}"
+            if self.instance
+            else f"/{self.resource_type}/${self.name}"
+        )
+
+
+#: The operations the server offers: routes and the CapabilityStatement come from here.
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "dmp-create", "Patient", False, "Open a DMP from the INS identity, with the patient's consent."
+    ),
+    Operation(
+        "dmp-access",
+        "Patient",
+        True,
+        "The patient grants, revokes or blocks access; opposes emergency access.",
+    ),
+    Operation("dmp-close", "Patient", True, "The patient closes their DMP (kept for the retention period)."),
+    Operation("dmp-reopen", "Patient", True, "A professional reopens a closed DMP at the patient's request."),
+    Operation(
+        "dmp-destroy", "Patient", True, "Destroy the whole DMP, irreversibly (minimal audit facts kept)."
+    ),
+    Operation(
+        "dmp-destroy", "DocumentReference", True, "Destroy one document, all its versions and content."
+    ),
+)
 
 
 def get_type(name: str) -> ResourceType | None:

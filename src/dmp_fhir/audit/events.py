@@ -20,6 +20,8 @@ OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
 PROFESSION = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
 RPPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
+#: The server's operations (``$dmp-close`` …), named in the event's subtype beside ``operation``.
+OPERATION_SYSTEM = "https://dmp-fhir.example.org/fhir/CodeSystem/dmp-operation"
 
 #: BALP: the action code of each interaction.
 ACTIONS = {
@@ -58,6 +60,8 @@ class AuditRecord:
     labels: set[str] = field(default_factory=set)
     #: The event itself is hidden from the legal representatives (a minor's secret connection).
     secret: bool = False
+    #: The operation's name (``dmp-close`` …) when ``interaction`` is ``operation``.
+    operation: str | None = None
     #: (patient, ``Type/id[/_history/n]``, hiding labels) of every resource touched.
     touched: list[tuple[str | None, str, frozenset[str]]] = field(default_factory=list)
 
@@ -97,6 +101,7 @@ class AuditRecord:
                     query=None if several else self.query,
                     labels=set(labels),
                     secret=self.secret,
+                    operation=self.operation,
                 )
             )
         return records
@@ -110,7 +115,8 @@ def build_audit_event(record: AuditRecord, *, moment: datetime, source: str) -> 
         "resourceType": "AuditEvent",
         "id": str(uuid.uuid4()),
         "type": {"system": AUDIT_TYPE, "code": "rest", "display": "Restful Operation"},
-        "subtype": [{"system": RESTFUL, "code": record.interaction}],
+        "subtype": [{"system": RESTFUL, "code": record.interaction}]
+        + ([{"system": OPERATION_SYSTEM, "code": record.operation}] if record.operation else []),
         "action": ACTIONS.get(record.interaction, "E"),
         "recorded": format_instant(moment),
         "outcome": record.outcome,

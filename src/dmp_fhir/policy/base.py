@@ -47,6 +47,9 @@ class AccessPolicy(Protocol):
     async def binary_visible(self, binary: Mapping[str, Any]) -> bool:
         """A Binary is readable only through a DocumentReference the caller may see."""
 
+    async def check_operation(self, operation: str, rtype: str, pid: str | None) -> None:
+        """May the caller run the lifecycle operation ``$operation`` for patient ``pid``?"""
+
 
 class Unrestricted:
     """No policy: internal jobs (sample loading, retention purge) and reference benchmarks.
@@ -85,3 +88,6 @@ class Unrestricted:
 
     async def binary_visible(self, binary: Mapping[str, Any]) -> bool:
         return True
+
+    async def check_operation(self, operation: str, rtype: str, pid: str | None) -> None:
+        return None

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..auth.caller import Caller
 from ..errors import Forbidden, NotFound
+from ..lifecycle.identity import INS_SYSTEMS
 from ..search.engine import eq_or_in
 from ..storage.store import ResourceStore
 from .base import Interaction, WriteAction
@@ -27,7 +28,11 @@ from .relations import (
 )
 
 DIRECTORY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
-PATIENT_DATA_TYPES = frozenset({"Patient", "DocumentReference", "List", "Consent", "AuditEvent", "Binary"})
+PATIENT_DATA_TYPES = frozenset(
+    {"Patient", "DocumentReference", "List", "Consent", "AuditEvent", "Binary", "RelatedPerson"}
+)
+#: The record's holders: the patient and their legal representatives.
+HOLDER_RELATIONS = frozenset({Relation.SELF, Relation.REPRESENTATIVE})
 MASKED = "MASQUE_PS"
 INVISIBLE_PATIENT = "INVISIBLE_PATIENT"
 INVISIBLE_REPRESENTATIVES = "INVISIBLE_REPRESENTANTS_LEGAUX"
@@ -156,7 +161,21 @@ class DmpPolicy:
     async def _own_relation(self, pid: str) -> Relation:
         if pid != self.caller.patient:
             return Relation.NOT_AUTHORISED
-        return Relation.SELF if self.caller.kind == "patient" else Relation.REPRESENTATIVE
+        if self.caller.kind == "patient":
+            return Relation.SELF
+        # A legal representative acts only while their RelatedPerson links them to the patient.
+        kind, _, rp_id = self.caller.subject.partition("/")
+        found = (
+            await self.store.find("RelatedPerson", {"_id": rp_id, "_deleted": False}, limit=1)
+            if kind == "RelatedPerson" and rp_id
+            else []
+        )
+        if not found:
+            return Relation.NOT_AUTHORISED
+        resource = found[0].get("resource") or {}
+        if resource.get("active") is False or found[0].get("_p_patient") != pid:
+            return Relation.NOT_AUTHORISED
+        return Relation.REPRESENTATIVE
 
     def _granted(self, *relations: Relation) -> list[str]:
         return sorted(p for p, r in self.relations.items() if r in relations)
@@ -193,13 +212,13 @@ class DmpPolicy:
         if rtype in ("DocumentReference", "List", "AuditEvent"):
             # What refers to a hidden document (a submission set, an event) is hidden like it.
             return {"_p_patient": pid, "_p_labels": {"$nin": hidden}}
-        if rtype == "Consent":
+        if rtype in ("Consent", "RelatedPerson"):
             return {"_p_patient": pid}
         return None
 
     def _professional_scope(self, rtype: str) -> Mapping[str, Any] | None:
         granted = self._granted(Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY)
-        if rtype == "Patient":
+        if rtype in ("Patient", "RelatedPerson"):
             return {"_p_patient": eq_or_in(granted)} if granted else None
         if rtype not in ("DocumentReference", "List"):
             return None  # Consents and the audit trail are the patient's own
@@ -292,6 +311,52 @@ class DmpPolicy:
         )
         return bool(docs)
 
+    # -- lifecycle operations ($dmp-create, $dmp-close, …) ------------------------------
+
+    async def check_operation(self, operation: str, rtype: str, pid: str | None) -> None:
+        """Who may run a lifecycle operation on patient ``pid`` (None: a DMP not created yet).
+
+        Opening: any professional who is not an excluded actor (a pharmacy too), or the
+        patient for themself. Reopening: a professional whom the patient has not blocked (at
+        the patient's request, in person). Everything else — access management, closing,
+        destruction — belongs to the record's holders: the patient or a legal representative.
+        """
+        kind = self.caller.kind
+        if kind == "internal":
+            return
+        if kind == "system":
+            raise Forbidden("System clients do not run DMP lifecycle operations.")
+        if self.excluded:
+            raise Forbidden(f"Access refused: {Relation.EXCLUDED.value}.")
+        if operation == "purge":
+            raise Forbidden("The retention purge is an internal job.")
+        if operation == "dmp-create":
+            if kind == "practitioner" or (kind == "patient" and pid == self.caller.patient):
+                return
+            raise Forbidden("A DMP is opened by a professional or by the patient themself.")
+        assert pid is not None
+        if operation == "dmp-reopen":
+            if kind != "practitioner":
+                raise Forbidden("A closed DMP is reopened by a professional, at the patient's request.")
+            await self._load_roles()
+            consents = await self.store.find("Consent", {"_p_patient": pid, "_deleted": False})
+            patient = await self.store.find("Patient", {"_id": pid, "_deleted": False}, limit=1)
+            relation = professional_relation(
+                self.caller,
+                patient[0] if patient else None,
+                [d["resource"] for d in consents],
+                "open",  # judged as if open: the patient's blocks still hold
+                self.matrix,
+                keys=self.keys,
+                person=self.person,
+            )
+            if relation in (Relation.BLOCKED, Relation.EXCLUDED):
+                raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
+            return
+        await self.prepare({pid})
+        if self.relations.get(pid, Relation.NOT_AUTHORISED) not in HOLDER_RELATIONS:
+            raise Forbidden(f"Only the patient or a legal representative may run ${operation}.")
+
     # -- writes -------------------------------------------------------------------------
 
     async def check_write(
@@ -320,7 +385,7 @@ class DmpPolicy:
         if old is not None and new is not None and old.get("_p_patient") != pid:
             raise Forbidden("A resource cannot be moved to another patient's record.")
         if rtype == "Patient":
-            self._check_identity_write(action, pid)
+            await self._check_identity_write(action, pid, new, old)
             return
         if rtype == "Binary":
             await self._check_binary_write(new, old, planned or {})
@@ -336,15 +401,25 @@ class DmpPolicy:
         else:
             self._check_professional_write(rtype, action, relation, new, old)
 
-    def _check_identity_write(self, action: WriteAction, pid: Any) -> None:
-        kind = self.caller.kind
+    async def _check_identity_write(
+        self,
+        action: WriteAction,
+        pid: Any,
+        new: Mapping[str, Any] | None,
+        old: Mapping[str, Any] | None,
+    ) -> None:
         if action == "delete":
             raise Forbidden("A DMP is destroyed by its own operation, never by a delete.")
-        if kind == "practitioner" and action == "create":
-            return  # a professional opens a DMP
-        if kind in ("patient", "related-person") and pid == self.caller.patient and action == "update":
-            return
-        raise Forbidden("Only the patient (or a legal representative) updates their identity.")
+        if action == "create":
+            # One DMP per INS is decided by the operation's INS claim, which a plain create skips.
+            raise Forbidden("A DMP is opened with Patient/$dmp-create.")
+        if self.caller.kind not in ("patient", "related-person") or pid != self.caller.patient:
+            raise Forbidden("Only the patient (or a legal representative) updates their identity.")
+        await self.prepare({pid})
+        if self.relations.get(pid, Relation.NOT_AUTHORISED) not in HOLDER_RELATIONS:
+            raise Forbidden("Only the patient (or a legal representative) updates their identity.")
+        if _ins(new) != _ins(old):
+            raise Forbidden("The INS is the record's key: it does not change by an update.")
 
     def _check_own_write(
         self,
@@ -356,7 +431,7 @@ class DmpPolicy:
     ) -> None:
         if not relation.grants_access:
             raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
-        if rtype == "Consent":
+        if rtype in ("Consent", "RelatedPerson"):
             return
         own = f"Patient/{self.caller.patient}"
         if rtype == "List":
@@ -472,6 +547,16 @@ class DmpPolicy:
                 raise refusal
         elif not set(owner.get("_p_authors") or ()) & self.person:
             raise refusal
+
+
+def _ins(doc: Mapping[str, Any] | None) -> list[str]:
+    """The INS identifiers (``system|value``) of a stored Patient document."""
+    resource = (doc or {}).get("resource") or {}
+    return sorted(
+        f"{i.get('system')}|{i.get('value')}"
+        for i in resource.get("identifier") or []
+        if isinstance(i, dict) and i.get("system") in INS_SYSTEMS
+    )
 
 
 def _keys(doc: Mapping[str, Any] | None) -> list[str]:

@@ -126,6 +126,8 @@ async def policy_fields(
         }
     if rtype == "Binary":
         return await binary_fields(resource, resolve)
+    if rtype == "RelatedPerson":
+        return {"_p_patient": patient_of(resource.get("patient"))}
     return {}
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import FHIR_VERSION, __version__
 from ..config import Settings
-from ..registry import RESOURCE_TYPES
+from ..registry import OPERATIONS, RESOURCE_TYPES
 from ..search.params import params_for
 
 COMMON_PARAMS = ("_id", "_lastUpdated", "_tag", "_security", "_profile")
@@ -45,6 +45,12 @@ def capability_statement(settings: Settings, *, started: str) -> dict[str, Any]:
                     **({"documentation": p.description} if p.description else {}),
                 }
                 for p in sorted(params.values(), key=lambda p: p.name)
+            ]
+        operations = [op for op in OPERATIONS if op.resource_type == rtype.name]
+        if operations:
+            entry["operation"] = [
+                {"name": op.name, "definition": op.definition, "documentation": op.documentation}
+                for op in operations
             ]
         resources.append(entry)
     return {

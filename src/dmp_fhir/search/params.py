@@ -288,6 +288,21 @@ _BY_TYPE: dict[str, tuple[_Row, ...]] = {
         ("identifier", "token", ("identifier",), (),
          "Identifier for this record (external references)", R4 + "clinical-identifier"),
     ),
+    "RelatedPerson": (
+        ("patient", "reference", ("patient",), ("Patient",), "The patient this related person is related to",
+         R4 + "RelatedPerson-patient"),
+        ("identifier", "token", ("identifier",), (), "An Identifier of the RelatedPerson",
+         R4 + "RelatedPerson-identifier"),
+        ("name", "string", ("name",), (), "A server defined search that may match any of the "
+         "string fields in the HumanName", R4 + "RelatedPerson-name"),
+        ("relationship", "token", ("relationship",), (), "The relationship between the patient "
+         "and the relatedperson", R4 + "RelatedPerson-relationship"),
+        ("active", "token", ("active",), (), "Indicates if the related person record is active",
+         R4 + "RelatedPerson-active"),
+        ("birthdate", "date", ("birthDate",), (), "The Related Person's date of birth",
+         R4 + "individual-birthdate"),
+        ("gender", "token", ("gender",), (), "Gender of the related person", R4 + "individual-gender"),
+    ),
     "AuditEvent": (
         ("patient", "reference", ("agent.who[Patient]", "entity.what[Patient]"), ("Patient",),
          "Identifier of who", R4 + "AuditEvent-patient"),

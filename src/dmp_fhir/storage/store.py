@@ -449,15 +449,36 @@ class ResourceStore:
     async def purge(self, rtype: str, rid: str) -> int:
         """Remove every version of one resource and its content (destruction, not a FHIR delete)."""
         history = self.db[f"{rtype}_history"]
-        blobs = [
-            d["_content"]["id"]
-            for d in await history.find({"_rid": rid}, projection={"_content": 1}).to_list(None)
-            if isinstance(d.get("_content"), dict)
-        ]
-        await self.content.delete(blobs)
+        await self.content.delete(await self._content_ids({"_rid": rid}, rtype))
         removed = (await history.delete_many({"_rid": rid})).deleted_count
         removed += (await self.db[rtype].delete_many({"_id": rid})).deleted_count
         return removed
+
+    async def purge_patient(self, rtype: str, pid: str) -> int:
+        """Remove every version of every ``rtype`` resource of one patient, and their content
+        (``_p_patient`` is a top-level equality: pushed down by FerretDB). History first: a crash
+        leaves current copies, which a re-run still finds."""
+        history = self.db[f"{rtype}_history"]
+        await self.content.delete(await self._content_ids({"_p_patient": pid}, rtype))
+        removed = (await history.delete_many({"_p_patient": pid})).deleted_count
+        removed += (await self.db[rtype].delete_many({"_p_patient": pid})).deleted_count
+        return removed
+
+    async def purge_content(self, binary_ids: list[str]) -> int:
+        """Remove the content-store blobs of these Binaries: those their versions point to and
+        those uploaded for them by a write that never completed (named in the blob's metadata)."""
+        blobs: list[str] = []
+        for binary_id in binary_ids:
+            blobs += await self._content_ids({"_rid": binary_id}, "Binary")
+            files = self.db["content.files"].find({"metadata.resource": f"Binary/{binary_id}"}, {"_id": 1})
+            blobs += [f["_id"] async for f in files]
+        return await self.content.delete(sorted(set(blobs)))
+
+    async def _content_ids(self, query: Mapping[str, Any], rtype: str) -> list[str]:
+        if rtype != "Binary":
+            return []
+        docs = await self.db["Binary_history"].find(dict(query), projection={"_content": 1}).to_list(None)
+        return [d["_content"]["id"] for d in docs if isinstance(d.get("_content"), dict)]
 
 
 def _timed_out(timeout: float) -> Conflict:
