@@ -48,8 +48,10 @@ def make_settings(mongodb_url: str, **overrides: object) -> Settings:
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def app(mongodb_url: str) -> AsyncIterator[FastAPI]:
     """The app with ``OpenAccess``: for the REST mechanics (CRUD, search, formats), which
-    the policy tests then exercise again with real tokens."""
-    settings = make_settings(mongodb_url)
+    the policy tests then exercise again with real tokens. Its hand-made search population
+    (patients without INS, documents about a Group…) is generic FHIR, so the DMP profiles only
+    apply there when ``meta.profile`` names them; everything else runs in production mode."""
+    settings = make_settings(mongodb_url, profile_enforcement="declared")
     database = Database(mongodb_url, settings.db)
     application = create_app(settings, database, access=OpenAccess())
     async with application.router.lifespan_context(application):

@@ -24,6 +24,7 @@ from .errors import BadRequest, FhirError, Gone, MethodNotAllowed, NotFound, Pre
 from .policy.base import AccessPolicy, WriteAction
 from .policy.fields import HIDING_LABELS, policy_fields
 from .policy.matrix import AccessMatrix
+from .profiles import default_conformance
 from .registry import RESOURCE_TYPES, ResourceType
 from .search.cursor import Cursor
 from .search.engine import SearchEngine, SearchRequest, SearchResult, eq_or_in, merge, reject_nul
@@ -362,6 +363,7 @@ class Repository:
         async with self._audited("create", rtype.name) as record:
             self.policy.require(rtype.name, "c")
             resource = check_resource(body, expected_type=rtype.name)
+            default_conformance().enforce(resource, self.settings.profile_enforcement)
             new_id = rid or str(uuid.uuid4())
             resource = {**resource, "id": new_id}
             fields = await self._fields(rtype.name, resource)
@@ -394,6 +396,7 @@ class Repository:
             self.policy.require(rtype.name, "u")
             check_id(rid)
             resource = check_resource(body, expected_type=rtype.name)
+            default_conformance().enforce(resource, self.settings.profile_enforcement)
             body_id = resource.get("id")
             if body_id is None:
                 raise BadRequest(
