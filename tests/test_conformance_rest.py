@@ -250,3 +250,19 @@ async def test_the_servers_audit_events_meet_their_profile(env: PolicyEnv) -> No
     conformance = default_conformance()
     for event in events:
         assert conformance.validate(event, conformance.profiles_for(event, "all")) == [], event
+
+
+async def test_definitions_in_xml_and_in_the_openapi_description(env: PolicyEnv) -> None:
+    kine = env.headers("kine")
+    xml = await env.client.get(
+        "/StructureDefinition/dmp-patient", headers={**kine, "Accept": "application/fhir+xml"}
+    )
+    assert xml.status_code == 200 and '<StructureDefinition xmlns="http://hl7.org/fhir">' in xml.text
+    expanded = await env.client.get("/ValueSet/dmp-section/$expand", headers=kine, params={"_format": "xml"})
+    assert expanded.status_code == 200 and "SANTE_TRAVAIL" in expanded.text
+    paths = (await env.client.get("/_openapi.json")).json()["paths"]
+    assert {
+        "/fhir/DocumentReference/$validate",
+        "/fhir/ValueSet/$expand",
+        "/fhir/ValueSet/{rid}/$expand",
+    } <= set(paths)

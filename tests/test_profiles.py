@@ -138,6 +138,7 @@ def _add_element(element: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
             _add_element({"id": "Patient.identifier:nir", "path": "Patient.identifier", "sliceName": "nir"}),
             "needs",
         ),
+        (lambda sd: sd["differential"]["element"][0].update(min=1), "root element"),
         (lambda sd: sd.update(derivation="specialization"), "derivation"),
         (lambda sd: sd.update(snapshot={"element": []}), "snapshot"),
     ],

@@ -105,6 +105,9 @@ def _compile_element(
     segments = _segments(eid, rtype, where)
     if ".".join(s.name for s in segments) != path.partition(".")[2] and segments:
         raise ConformanceError(f"{where}: id and path disagree ({path}).")
+    rule_keys = [k for k in element if k in _RULE_KEYS or k.startswith(("fixed", "pattern"))]
+    if not segments and rule_keys:
+        raise ConformanceError(f"{where}: rules on the root element are not supported.")
     rule = ElementRule(eid, segments)
     if "min" in element:
         rule.min = int(element["min"])
