@@ -237,6 +237,7 @@ CASES: list[tuple[Any, ...]] = [
     ("Patient/pat-001", "no birth date", _drop("birthDate"), "required", "Patient.birthDate"),
     ("Patient/pat-001", "no gender", _drop("gender"), "required", "Patient.gender"),
     ("Patient/pat-001", "no name", _drop("name"), "required", "Patient.name"),
+    ("Patient/pat-001", "gender F", _set("gender", "F"), "code-invalid", "Patient.gender"),
     ("Practitioner/pra-gp-martin", "no IdNatPs", _set("identifier", [
         {"system": "https://rpps.esante.gouv.fr", "value": "19999990013"}]), "required",
      "Practitioner.identifier", "Practitioner.identifier:idNatPs"),
@@ -285,6 +286,9 @@ CASES: list[tuple[Any, ...]] = [
     ("List/ss-002-kine", "not a submission set", _set("code", {"coding": [{"system": "urn:x", "code": "f"}]}),
      "value", "List.code"),
     ("List/ss-002-kine", "no entry", _drop("entry"), "required", "List.entry"),
+    ("List/ss-002-kine", "status draft", _set("status", "draft"), "code-invalid", "List.status"),
+    ("Consent/consent-002-permit-kine", "status revoked", _set("status", "revoked"), "code-invalid",
+     "Consent.status"),
     ("Consent/consent-002-permit-kine", "research scope", _set("scope", {"coding": [
         {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "research"}]}),
      "value", "Consent.scope"),
