@@ -47,7 +47,7 @@ TRE_A00 = f"{NOS}/TRE_A00-ProducteurDocNonPS/FHIR/TRE-A00-ProducteurDocNonPS"
 TRE_A01 = f"{NOS}/TRE_A01-CadreExercice/FHIR/TRE-A01-CadreExercice"
 TRE_A03 = f"{NOS}/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
 TRE_A06 = f"{NOS}/TRE_A06-FormatCodeComplementaire/FHIR/TRE-A06-FormatCodeComplementaire"
-TRE_A07 = f"{NOS}/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+TRE_A07 = f"{NOS}/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument"
 TRE_A11 = f"{NOS}/TRE_A11-IheFormatCode/FHIR/TRE-A11-IheFormatCode"
 V3_CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 V3_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
@@ -1432,9 +1432,39 @@ def consent(
     }
 
 
+def creation_consent(id_: str, patient_id: str, date: str, text: str) -> dict[str, Any]:
+    """The informed consent to open the DMP (profile dmp-consent-creation): it authorises nobody."""
+    created = consent(id_, patient_id, date, "OPTIN", {"type": "permit", "action": ACCESS}, text)
+    created["category"] = [
+        {
+            "coding": [
+                coding(LOINC, "59284-0", "Patient Consent"),
+                coding(
+                    f"{BASE}/CodeSystem/dmp-consent-category",
+                    "CREATION_DMP",
+                    "Consentement à la création du DMP",
+                ),
+            ]
+        }
+    ]
+    return created
+
+
 ACCESS = [cc(CONSENT_ACTION, "access", "Access")]
 RECIPIENT = cc(V3_PARTICIPATION, "PRCP", "primary information recipient")
 CONSENTS = [
+    creation_consent(
+        "consent-001-creation",
+        "pat-001",
+        "2022-03-02T09:40:00+01:00",
+        "Jeanne DUPUIS consent à l'ouverture de son DMP (consentement éclairé recueilli en ligne).",
+    ),
+    creation_consent(
+        "consent-005-creation",
+        "pat-005",
+        "2023-09-14T17:05:00+02:00",
+        "Inès CARON consent à l'ouverture de son DMP, créé chez son médecin traitant.",
+    ),
     consent(
         "consent-001-permit-cardio",
         "pat-001",

@@ -50,8 +50,10 @@ async def app(mongodb_url: str) -> AsyncIterator[FastAPI]:
     """The app with ``OpenAccess``: for the REST mechanics (CRUD, search, formats), which
     the policy tests then exercise again with real tokens. The search catalogue exercises every
     parameter on its own, so the ITI-67 rule (patient and status required) is off here; the
-    MHD tests run with it on."""
-    settings = make_settings(mongodb_url, require_iti67_parameters=False)
+    MHD tests run with it on. Its hand-made search population (patients without INS, documents
+    about a Group…) is generic FHIR, so the DMP profiles only apply there when ``meta.profile``
+    names them; everything else runs in production mode."""
+    settings = make_settings(mongodb_url, require_iti67_parameters=False, profile_enforcement="declared")
     database = Database(mongodb_url, settings.db)
     application = create_app(settings, database, access=OpenAccess())
     async with application.router.lifespan_context(application):

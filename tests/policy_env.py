@@ -147,9 +147,12 @@ class PolicyEnv:
         return self.headers({"client_id": client_id})
 
     async def internal_repository(self) -> Repository:
+        """Unrestricted, and with the DMP profiles applied only when declared: the property
+        tests store deliberately odd worlds (no category, two categories, unknown types…) to
+        check that the policy holds even on data the profiles would refuse at the door."""
         return Repository(
             ResourceStore(self.database),
-            self.settings,
+            self.settings.model_copy(update={"profile_enforcement": "declared"}),
             Unrestricted(system_caller("tests")),
             load_matrix(),
             NullAuditor(),

@@ -21,7 +21,7 @@ MATRIX_PATH = Path(__file__).resolve().parents[1] / "profiles" / "access-matrix.
 
 SECTION_SYSTEM = "https://dmp-fhir.example.org/fhir/CodeSystem/dmp-section"
 VISIBILITY_SYSTEM = (
-    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument"
 )
 CONFIDENTIALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from dmp_fhir.registry import RESOURCE_TYPES
+from dmp_fhir.registry import CONFORMANCE_TYPES, RESOURCE_TYPES
 
 
 async def test_metadata_lists_what_is_implemented(client: httpx.AsyncClient) -> None:
@@ -15,7 +15,7 @@ async def test_metadata_lists_what_is_implemented(client: httpx.AsyncClient) -> 
     assert cs["fhirVersion"] == "4.0.1"
     assert cs["kind"] == "instance"
     resources = {r["type"]: r for r in cs["rest"][0]["resource"]}
-    assert set(resources) == set(RESOURCE_TYPES)
+    assert set(resources) == set(RESOURCE_TYPES) | set(CONFORMANCE_TYPES)
     codes = {t: {i["code"] for i in r["interaction"]} for t, r in resources.items()}
     assert {"read", "vread", "update", "delete", "create", "history-instance"} <= codes["Patient"]
     assert "create" not in codes["AuditEvent"] and "update" not in codes["AuditEvent"]

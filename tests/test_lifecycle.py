@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 import pytest_asyncio
 
 from dmp_fhir.audit import AuditTrail
+from dmp_fhir.mhd import CLASS_SYSTEM, CONFIDENTIALITY, FORMAT_SYSTEM
 
 from .lifecycle_helpers import JSON, access, create, create_body, new_ins, operation, raw_hits, representative
 from .policy_env import PolicyEnv, policy_env
@@ -250,7 +252,15 @@ def personal_document(pid: str, code: str, text: str, binary: str | None = None)
         "subject": {"reference": f"Patient/{pid}"},
         "date": "2025-01-10T10:00:00+01:00",
         "author": [{"reference": f"Patient/{pid}"}],
-        "content": [{"attachment": attachment}],
+        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
+        "category": [{"coding": [{"system": CLASS_SYSTEM, "code": "90"}]}],
+        "securityLabel": [{"coding": [{"system": CONFIDENTIALITY, "code": "N"}]}],
+        "content": [
+            {
+                "attachment": attachment,
+                "format": {"system": FORMAT_SYSTEM, "code": "urn:ihe:iti:xds-sd:text:2008"},
+            }
+        ],
     }
 
 
@@ -459,7 +469,12 @@ async def test_partial_destruction_of_one_document(env: PolicyEnv) -> None:
 
 async def test_operations_are_in_the_capability_statement(env: PolicyEnv) -> None:
     statement = (await env.client.get("/metadata")).json()
-    ops = {(r["type"], o["name"]) for r in statement["rest"][0]["resource"] for o in r.get("operation", [])}
+    ops = {
+        (r["type"], o["name"])
+        for r in statement["rest"][0]["resource"]
+        for o in r.get("operation", [])
+        if o["name"].startswith("dmp-")
+    }
     assert ops == {
         ("Patient", "dmp-create"),
         ("Patient", "dmp-access"),

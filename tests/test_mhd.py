@@ -470,14 +470,14 @@ async def test_metadata_update_changes_status_labels_and_archive_flag(env: Polic
         headers=env.headers("gp_martin"),
     )
     assert doc_id in {e["resource"]["id"] for e in archived.json()["entry"]}
-    deprecate = [{"op": "replace", "path": "/status", "value": "entered-in-error"}]
+    deprecate = [{"op": "replace", "path": "/status", "value": "superseded"}]
     response = await env.client.patch(
         f"DocumentReference?{_identifier_query(doc)}",
         content=json.dumps(deprecate),
         headers={**env.headers("gp_martin"), **PATCH},
     )
     assert response.status_code == 200
-    assert response.json()["status"] == "entered-in-error"
+    assert response.json()["status"] == "superseded"
 
 
 @pytest.mark.parametrize(
@@ -510,7 +510,7 @@ async def test_metadata_update_of_other_elements_is_405(env: PolicyEnv, operatio
 
 async def test_metadata_update_by_a_caller_without_access_changes_nothing(env: PolicyEnv) -> None:
     doc_id, doc = await _one_document(env, "patch-denied")
-    operations = [{"op": "replace", "path": "/status", "value": "entered-in-error"}]
+    operations = [{"op": "replace", "path": "/status", "value": "superseded"}]
     for who in ("kine", "gp_nguyen"):
         response = await env.client.patch(
             f"DocumentReference?{_identifier_query(doc)}",
@@ -554,7 +554,7 @@ async def test_patch_rejects_bad_bodies(env: PolicyEnv) -> None:
     fhirpath = {**env.headers("gp_martin"), "Content-Type": "application/fhir+json"}
     assert (await env.client.patch(url, content="{}", headers=fhirpath)).status_code == 415
     stale = {**headers, "If-Match": 'W/"9"'}
-    ok_ops = [{"op": "replace", "path": "/status", "value": "entered-in-error"}]
+    ok_ops = [{"op": "replace", "path": "/status", "value": "superseded"}]
     assert (await env.client.patch(url, content=json.dumps(ok_ops), headers=stale)).status_code == 412
 
 

@@ -24,7 +24,13 @@ async def env(mongodb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
 
 
 def pointing_at(doc: dict[str, Any], binary_id: str) -> dict[str, Any]:
-    doc["content"][0]["attachment"] = {"contentType": "application/pdf", "url": f"Binary/{binary_id}"}
+    attachment = doc["content"][0]["attachment"]
+    doc["content"][0]["attachment"] = {
+        "contentType": "application/pdf",
+        "url": f"Binary/{binary_id}",
+        "size": attachment["size"],
+        "hash": attachment["hash"],
+    }
     return doc
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ from .policy_env import PolicyEnv, policy_env
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 VISIBILITY = (
-    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument"
 )
 TRE_A05 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
+TRE_A03 = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
+TRE_A11 = "https://mos.esante.gouv.fr/NOS/TRE_A11-IheFormatCode/FHIR/TRE-A11-IheFormatCode"
 LOINC = "http://loinc.org"
 JSON = {"Content-Type": "application/fhir+json"}
 
@@ -39,8 +42,10 @@ def document(
     security += [{"coding": [{"system": VISIBILITY, "code": code}]} for code in labels]
     return {
         "resourceType": "DocumentReference",
+        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
         "status": "current",
         "type": {"coding": [{"system": system, "code": type_code}]},
+        "category": [{"coding": [{"system": TRE_A03, "code": "10"}]}],
         "subject": {"reference": f"Patient/{pid}"},
         "date": "2025-01-10T10:00:00+01:00",
         "author": [{"reference": author}],
@@ -52,7 +57,8 @@ def document(
                     "data": base64.b64encode(content).decode(),
                     "size": len(content),
                     "hash": base64.b64encode(hashlib.sha1(content).digest()).decode(),
-                }
+                },
+                "format": {"system": TRE_A11, "code": "urn:ihe:iti:xds-sd:text:2008"},
             }
         ],
     }
@@ -166,6 +172,7 @@ async def test_consents_are_the_patients_own(env: PolicyEnv) -> None:
         },
         "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
         "patient": {"reference": "Patient/pat-001"},
+        "dateTime": "2025-01-10T10:00:00+01:00",
         "policyRule": {
             "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]
         },
@@ -219,7 +226,11 @@ async def test_closed_record_refuses_professionals_not_the_patient(env: PolicyEn
 
 
 async def test_directory_is_written_by_directory_systems_only(env: PolicyEnv) -> None:
-    practitioner = {"resourceType": "Practitioner", "name": [{"family": "NOUVEAU"}]}
+    practitioner = {
+        "resourceType": "Practitioner",
+        "identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.1", "value": "819999999997"}],
+        "name": [{"family": "NOUVEAU"}],
+    }
     assert (await post(env, env.system(), practitioner)).status_code == 201
     assert (await post(env, env.headers("gp_martin"), practitioner)).status_code == 403
     assert (await post(env, env.patient("pat-001"), practitioner)).status_code == 403

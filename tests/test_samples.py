@@ -23,7 +23,7 @@ MATRIX = json.loads((PROFILES / "access-matrix.json").read_text(encoding="utf-8"
 
 INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
 TRE_A07 = (
-    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument"
 )
 V3_CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 TRE_A03 = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"

@@ -398,7 +398,17 @@ async def test_sigkill_mid_transaction_leaves_all_or_nothing(
     )
     headers = {"Authorization": f"Bearer {token}"}
     marker = uuid.uuid4().hex[:8]
-    bundle = tx(*(post_entry(org(f"crash {marker} {i}")) for i in range(200)))
+    # PUT with client ids: each version is claimed on its own (new server ids are claimed in
+    # one insert per type), so the kill can land between two claims.
+    bundle = tx(
+        *(
+            {
+                "resource": {**org(f"crash {marker} {i}"), "id": f"crash-{marker}-{i}"},
+                "request": {"method": "PUT", "url": f"Organization/crash-{marker}-{i}"},
+            }
+            for i in range(200)
+        )
+    )
     raw: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
     db = raw[db_name]
     try:

@@ -15,7 +15,8 @@ from .auth.tokens import TokenVerifier
 from .config import Settings, get_settings
 from .policy.access import AccessControl, TokenAccess
 from .policy.matrix import load_matrix
-from .rest import batch, operation_routes, resource_routes, search_routes, system_routes
+from .profiles import default_conformance
+from .rest import batch, conformance_routes, operation_routes, resource_routes, search_routes, system_routes
 from .rest.capability import capability_statement
 from .rest.errors import install_error_handlers
 from .search.indexes import index_fields
@@ -37,6 +38,7 @@ def create_app(
     ``OpenAccess()``); ``auditing=False`` exists for the reference benchmark only."""
     settings = settings or get_settings()
     matrix = load_matrix()
+    conformance = default_conformance()  # a profile the validator cannot check fails here, at start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,10 +84,12 @@ def create_app(
     )
     app.state.settings = settings
     app.state.matrix = matrix
-    app.state.capability = capability_statement(settings, started=format_instant(now_utc()))
+    app.state.conformance = conformance
+    app.state.capability = capability_statement(settings, conformance, started=format_instant(now_utc()))
     install_error_handlers(app)
     app.include_router(system_routes.build_router(), prefix=settings.base_path)
     app.include_router(batch.build_router(), prefix=settings.base_path)
+    app.include_router(conformance_routes.build_router(), prefix=settings.base_path)
     app.include_router(search_routes.build_router(), prefix=settings.base_path)
     app.include_router(operation_routes.build_router(), prefix=settings.base_path)
     app.include_router(resource_routes.build_router(), prefix=settings.base_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,11 @@ class Settings(BaseSettings):
     default_page_size: int = 20
     max_page_size: int = 1000
     log_level: str = "info"
+    profile_enforcement: Literal["all", "declared"] = Field(
+        default="all",
+        description="Check writes against the DMP profiles: every resource of a profiled type "
+        "(all, production) or only those whose meta.profile names a DMP profile (declared).",
+    )
 
     # -- retention (``dmp-fhir purge``), in years -------------------------------------------
     retention_closed_years: int = Field(

@@ -257,6 +257,16 @@ def _reference(value: Any) -> str | None:
 LOINC = "http://loinc.org"
 CLASS_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+FORMAT_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_A11-IheFormatCode/FHIR/TRE-A11-IheFormatCode"
+
+
+def _format_code(content_type: str) -> str:
+    """The IHE format code a document source gives its content (PDF, CDA, else unstructured)."""
+    if content_type == "application/pdf":
+        return "urn:ihe:iti:xds-sd:pdf:2008"
+    if content_type in ("text/xml", "application/xml"):
+        return "urn:ihe:iti:xds-sd:text:2008"
+    return "urn:ihe:iti:xds-sd:text:2008"
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +311,8 @@ def provide_bundle(patient: str, author: str, documents: list[SourceDocument]) -
                         "size": len(doc.content),
                         "hash": sha1_base64(doc.content),
                         "title": doc.title,
-                    }
+                    },
+                    "format": {"system": FORMAT_SYSTEM, "code": _format_code(doc.content_type)},
                 }
             ],
             "context": {"period": {"start": "2026-11-20T09:30:00+01:00"}},

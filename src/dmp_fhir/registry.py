@@ -105,6 +105,55 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class SearchParameter:
+    name: str
+    type: str  # token | string | uri
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConformanceType:
+    """A read-only definition type the server serves from memory (loaded from ``profiles/``)."""
+
+    name: str
+    documentation: str
+    search_params: tuple[SearchParameter, ...]
+    #: Type and instance operations (name, canonical OperationDefinition).
+    operations: tuple[tuple[str, str], ...] = ()
+
+
+_CANONICAL_PARAMS = (
+    SearchParameter("_id", "token", "Logical id"),
+    SearchParameter("url", "uri", "Canonical URL (exact)"),
+    SearchParameter("name", "string", "Computer-friendly name (case- and accent-insensitive prefix)"),
+    SearchParameter("title", "string", "Human-friendly title (case- and accent-insensitive prefix)"),
+    SearchParameter("status", "token", "draft | active | retired | unknown"),
+    SearchParameter("version", "token", "Business version"),
+)
+
+CONFORMANCE_TYPES: dict[str, ConformanceType] = {
+    ct.name: ct
+    for ct in (
+        ConformanceType(
+            "StructureDefinition",
+            "The DMP profiles this server enforces (read-only).",
+            (*_CANONICAL_PARAMS, SearchParameter("type", "token", "The resource type profiled")),
+        ),
+        ConformanceType(
+            "ValueSet",
+            "The DMP value sets (read-only; $expand computes their expansion).",
+            _CANONICAL_PARAMS,
+            (("expand", "http://hl7.org/fhir/OperationDefinition/ValueSet-expand"),),
+        ),
+        ConformanceType("CodeSystem", "The project's own code systems (read-only).", _CANONICAL_PARAMS),
+    )
+}
+
+#: The operation every registered resource type supports.
+VALIDATE_OPERATION = ("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate")
+
+
 def get_type(name: str) -> ResourceType | None:
     return RESOURCE_TYPES.get(name)
 

@@ -41,6 +41,7 @@ from .policy.base import AccessPolicy, WriteAction
 from .policy.dmp import DIRECTORY_TYPES
 from .policy.fields import HIDING_LABELS, actor_keys, policy_fields
 from .policy.matrix import AccessMatrix
+from .profiles import default_conformance
 from .registry import RESOURCE_TYPES, ResourceType
 from .search.cursor import Cursor
 from .search.dates import parse_range
@@ -410,6 +411,12 @@ class Repository:
 
         return guard
 
+    def _validated(self, body: Any, rtype: str) -> dict[str, Any]:
+        """The base R4 check, then the DMP profile of the type: every write path goes here."""
+        resource = check_resource(body, expected_type=rtype)
+        default_conformance().enforce(resource, self.settings.profile_enforcement)
+        return resource
+
     def _split_content(
         self, rtype: str, resource: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, bytes]]:
@@ -448,7 +455,7 @@ class Repository:
         self._writable(rtype)
         async with self._audited("create", rtype.name) as record:
             self.policy.require(rtype.name, "c")
-            resource = check_resource(body, expected_type=rtype.name)
+            resource = self._validated(body, rtype.name)
             new_id = rid or str(uuid.uuid4())
             resource = {**resource, "id": new_id}
             fields = await self._fields(rtype.name, resource)
@@ -482,7 +489,7 @@ class Repository:
         async with self._audited("update", rtype.name) as record:
             self.policy.require(rtype.name, "u")
             check_id(rid)
-            resource = check_resource(body, expected_type=rtype.name)
+            resource = self._validated(body, rtype.name)
             body_id = resource.get("id")
             if body_id is None:
                 raise BadRequest(
@@ -643,7 +650,7 @@ class Repository:
                             )
                         )
                         continue
-                    resource = check_resource(resource, expected_type=w.rtype)
+                    resource = self._validated(resource, w.rtype)
                     fields = await self._fields(w.rtype, resource)
                     doc = self._planned[f"{w.rtype}/{w.rid}"]
                     doc.update(fields)
@@ -784,7 +791,7 @@ class Repository:
     ) -> StoredVersion:
         """A write inside an operation the policy already allowed (``check_operation``): the
         per-resource write rules (e.g. "only the patient writes Consents") do not apply."""
-        resource = check_resource({**resource, "id": rid}, expected_type=rtype)
+        resource = self._validated({**resource, "id": rid}, rtype)
         fields = await self._fields(rtype, resource)
         stored = await self.store.write(
             rtype, rid, resource, fields, create_only=create_only, if_match=if_match
@@ -847,15 +854,13 @@ class Repository:
             await self.policy.check_operation(
                 "dmp-create", "Patient", pid if caller.kind == "patient" else None
             )
-            check_resource({**patient, "id": pid}, expected_type="Patient")
+            self._validated({**patient, "id": pid}, "Patient")
             for rp in representatives:
                 if not isinstance(rp, dict) or rp.get("resourceType") != "RelatedPerson":
                     raise BadRequest("legalRepresentative must be a RelatedPerson.", code="structure")
-                check_resource(
-                    {**rp, "patient": {"reference": f"Patient/{pid}"}}, expected_type="RelatedPerson"
-                )
+                self._validated({**rp, "patient": {"reference": f"Patient/{pid}"}}, "RelatedPerson")
             consent = dmp_consents.creation_consent(pid, moment, collector, True)
-            check_resource(consent, expected_type="Consent")
+            self._validated(consent, "Consent")
 
             records = DmpRecords(self.store.database)
             pid = await self._claim_ins(records, key, pid)

@@ -2,7 +2,7 @@
 access policy reads in ``policy/relations.py``).
 
 - creation: the informed consent to open the DMP — ``policyRule`` OPTIN, a top-level ``permit``
-  naming no actor (so it grants nobody anything), category ``DMP_CREATION``, and an extension
+  naming no actor (so it grants nobody anything), category ``CREATION_DMP``, and an extension
   saying who collected it and that the information leaflet was given; ``dateTime`` = when.
 - grant: ``permit`` naming the actor (Practitioner, PractitionerRole, Organization or an
   RPPS/FINESS identifier), purpose TREAT, ``period.start`` today.
@@ -25,7 +25,7 @@ V3_ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 V3_ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 V3_PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 LOINC = "http://loinc.org"
-DMP_CONSENT_KIND = "https://dmp-fhir.example.org/fhir/CodeSystem/dmp-consent-kind"
+DMP_CONSENT_CATEGORY = "https://dmp-fhir.example.org/fhir/CodeSystem/dmp-consent-category"
 COLLECTION_EXT = "https://dmp-fhir.example.org/fhir/StructureDefinition/dmp-consent-collection"
 EMERGENCY = ("ETREAT", "BTG")
 
@@ -42,9 +42,11 @@ def _base(pid: str, moment: str, kind: str, rule: str, provision: dict[str, Any]
         "resourceType": "Consent",
         "status": "active",
         "scope": _cc(CONSENT_SCOPE, "patient-privacy", "Privacy Consent"),
+        # The profiles tell the two kinds apart by category (profiles/StructureDefinition).
         "category": [
-            _cc(LOINC, "59284-0", "Patient Consent"),
-            _cc(DMP_CONSENT_KIND, kind, kind.replace("_", " ").lower()),
+            _cc(DMP_CONSENT_CATEGORY, "CREATION_DMP", "Création du DMP")
+            if kind == "DMP_CREATION"
+            else _cc(LOINC, "59284-0", "Patient Consent")
         ],
         "patient": {"reference": f"Patient/{pid}"},
         "dateTime": moment,

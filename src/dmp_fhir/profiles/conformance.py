@@ -1,0 +1,143 @@
+"""The server's conformance resources (``profiles/``), loaded once, and the profile check.
+
+Which profiles a resource is checked against (``profiles_for``):
+- every DMP profile its ``meta.profile`` names (other profiles, e.g. IHE MHD's, are not ours to
+  check and are ignored);
+- in ``all`` mode (production), when it names none of ours, the default profile of its type —
+  for a Consent, the creation profile when its category says ``CREATION_DMP``, else the access one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import Issue, Unprocessable
+from ..registry import CONFORMANCE_TYPES
+from .structure import Profile, check, compile_profile
+from .terminology import ConformanceError, Terminology
+
+DEFAULT_DIR = Path(__file__).resolve().parents[3] / "profiles"
+CANONICAL_BASE = "https://dmp-fhir.example.org/fhir"
+CONSENT_CATEGORY = f"{CANONICAL_BASE}/CodeSystem/dmp-consent-category"
+
+#: The profile every resource of a type must meet (``all`` mode), by StructureDefinition id.
+DEFAULT_PROFILES = {
+    "Patient": "dmp-patient",
+    "Practitioner": "dmp-practitioner",
+    "Organization": "dmp-organization",
+    "DocumentReference": "dmp-documentreference",
+    "List": "dmp-submissionset",
+    "Consent": "dmp-consent-access",
+    "AuditEvent": "dmp-auditevent",
+}
+CREATION_CONSENT = "dmp-consent-creation"
+
+Enforcement = Literal["all", "declared"]
+
+
+@dataclass(frozen=True, slots=True)
+class Conformance:
+    """Everything loaded from ``profiles/``: resources by type and id, compiled profiles."""
+
+    resources: dict[str, dict[str, dict[str, Any]]]  # type → id → resource
+    terminology: Terminology
+    profiles: dict[str, Profile]  # url → profile
+
+    def profile_url(self, sd_id: str) -> str:
+        return str(self.resources["StructureDefinition"][sd_id]["url"])
+
+    def default_profile(self, rtype: str) -> str | None:
+        sd_id = DEFAULT_PROFILES.get(rtype)
+        return self.profile_url(sd_id) if sd_id else None
+
+    def profiles_of_type(self, rtype: str) -> list[str]:
+        return sorted(url for url, p in self.profiles.items() if p.type == rtype)
+
+    def profiles_for(self, resource: dict[str, Any], mode: Enforcement) -> list[Profile]:
+        declared = (resource.get("meta") or {}).get("profile") or []
+        chosen = [self.profiles[url] for url in declared if isinstance(url, str) and url in self.profiles]
+        if chosen or mode == "declared":
+            return chosen
+        sd_id = DEFAULT_PROFILES.get(str(resource.get("resourceType")))
+        if sd_id is None:
+            return []
+        if sd_id == "dmp-consent-access" and _is_creation_consent(resource):
+            sd_id = CREATION_CONSENT
+        return [self.profiles[self.profile_url(sd_id)]]
+
+    def validate(self, resource: dict[str, Any], profiles: Iterable[Profile]) -> list[Issue]:
+        issues: list[Issue] = []
+        rtype = resource.get("resourceType")
+        for profile in profiles:
+            if profile.type != rtype:
+                issues.append(
+                    Issue(
+                        "invalid",
+                        f"{rtype} cannot conform to {profile.url}, a profile of {profile.type}.",
+                        expression=(f"{rtype}.meta.profile",),
+                    )
+                )
+                continue
+            issues += check(resource, profile, self.terminology)
+        return issues
+
+    def enforce(self, resource: dict[str, Any], mode: Enforcement) -> None:
+        """Raise 422 with every violation of the profiles that apply to ``resource``."""
+        issues = self.validate(resource, self.profiles_for(resource, mode))
+        if issues:
+            raise Unprocessable(
+                f"{resource.get('resourceType')} breaks its DMP profile: {issues[0].diagnostics}",
+                issues=issues[:100],
+            )
+
+
+def _is_creation_consent(resource: dict[str, Any]) -> bool:
+    return any(
+        coding.get("system") == CONSENT_CATEGORY and coding.get("code") == "CREATION_DMP"
+        for concept in resource.get("category") or []
+        if isinstance(concept, dict)
+        for coding in concept.get("coding") or []
+        if isinstance(coding, dict)
+    )
+
+
+def load_conformance(directory: Path = DEFAULT_DIR) -> Conformance:
+    """Read every StructureDefinition/CodeSystem/ValueSet JSON file under ``directory``.
+
+    Fails (ConformanceError) on a duplicate id or url, a value set that cannot be expanded
+    locally, or a profile construct the validator does not check.
+    """
+    resources: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in CONFORMANCE_TYPES}
+    urls: set[str] = set()
+    for path in sorted(directory.rglob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rtype = data.get("resourceType") if isinstance(data, dict) else None
+        if rtype not in CONFORMANCE_TYPES:
+            continue  # e.g. access-matrix.json
+        rid, url = data.get("id"), data.get("url")
+        if not isinstance(rid, str) or not isinstance(url, str):
+            raise ConformanceError(f"{path}: a conformance resource needs an id and a url.")
+        if rid in resources[rtype] or url in urls:
+            raise ConformanceError(f"{path}: duplicate {rtype} id '{rid}' or url '{url}'.")
+        urls.add(url)
+        resources[rtype][rid] = data
+    terminology = Terminology(resources["CodeSystem"].values(), resources["ValueSet"].values())
+    profiles = {
+        str(sd["url"]): compile_profile(sd, terminology) for sd in resources["StructureDefinition"].values()
+    }
+    conformance = Conformance(resources, terminology, profiles)
+    for rtype, sd_id in (*DEFAULT_PROFILES.items(), ("Consent", CREATION_CONSENT)):
+        if sd_id not in resources["StructureDefinition"]:
+            raise ConformanceError(f"The default profile '{sd_id}' of {rtype} is missing from {directory}.")
+    return conformance
+
+
+@cache
+def default_conformance() -> Conformance:
+    """The conformance resources shipped in ``profiles/`` (loaded once per process)."""
+    return load_conformance()
