@@ -28,11 +28,14 @@ from .registry import RESOURCE_TYPES, ResourceType
 from .search.cursor import Cursor
 from .search.engine import SearchEngine, SearchRequest, SearchResult, eq_or_in, merge, reject_nul
 from .search.extract import extract_search_fields
+from .search.indexes import check_field_sizes
 from .storage import ResourceStore, StoredVersion
 from .storage.store import WriteGuard
 from .validation import check_resource
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+#: FHIR's id syntax; ``\Z`` (``$`` would accept a trailing newline), and not only dots: "." and
+#: ".." are path segments that every HTTP client rewrites.
+ID_PATTERN = re.compile(r"^(?!\.+\Z)[A-Za-z0-9\-.]{1,64}\Z")
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 
 
@@ -150,6 +153,7 @@ class Repository:
         if resource is None:
             return {}
         fields = extract_search_fields(rtype, resource, base_url=self.settings.base_url)
+        check_field_sizes(fields)
         fields.update(await policy_fields(rtype, resource, self.matrix, self._resolve))
         return fields
 
