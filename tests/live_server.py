@@ -27,9 +27,7 @@ class LiveServer:
 
     def token(self, claims: dict[str, Any]) -> str:
         key = load_or_create_dev_key(self.settings.dev_key_file)
-        return mint_token(
-            claims, key=key, issuer=self.settings.issuer, audience=self.settings.token_audience
-        )
+        return mint_token(claims, key=key, issuer=self.settings.issuer, audience=self.settings.token_audience)
 
     def system_token(self) -> str:
         """A system client with every scope (for clients that create their own test data)."""
@@ -57,7 +55,11 @@ def live_server(mongodb_url: str, tmp: Path, **overrides: Any) -> Iterator[LiveS
     values.update(overrides)
     settings = Settings.model_validate(values)
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False,
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
         lifespan="on",
     )
     server = uvicorn.Server(config)

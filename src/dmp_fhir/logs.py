@@ -18,6 +18,10 @@ import orjson
 FIELDS = ("request_id", "method", "path", "params", "status", "duration_ms", "client", "event")
 
 
+#: Loggers clamped to WARNING (see configure_logging).
+QUIET_LIBRARIES = ("pymongo", "httpx", "httpcore", "urllib3", "jwt", "multipart", "python_multipart")
+
+
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "msg", ...FIELDS, "exc_type", "exc_frames"}`` on one line."""
 
@@ -54,5 +58,9 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Libraries whose debug logs quote what they carry (the driver: whole documents; HTTP
+    # clients: headers, Authorization included) never log below WARNING, whatever the level.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # uvicorn's access log prints the full request line, query string included: replaced by ours.
     logging.getLogger("uvicorn.access").disabled = True

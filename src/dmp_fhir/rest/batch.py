@@ -21,6 +21,7 @@ from .body import read_resource_body
 from .bundles import searchset_bundle
 from .context import repository_of, settings_of
 from .media import choose_format, fhir_response
+from .openapi import bundle_body
 from .search_routes import result_entries
 
 MAX_ENTRIES = 1000
@@ -150,7 +151,13 @@ async def _fresh_repository(request: Request) -> Repository:
 def build_router() -> APIRouter:
     router = APIRouter()
 
-    @router.post("", tags=["system"], operation_id="batch", summary="Process a batch Bundle")
+    @router.post(
+        "",
+        tags=["system"],
+        operation_id="batch",
+        summary="Process a batch Bundle",
+        openapi_extra=bundle_body(),
+    )
     @router.post("/", include_in_schema=False)
     async def batch(request: Request) -> Response:
         fmt = choose_format(request)
