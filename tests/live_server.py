@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pymongo import MongoClient
 
 from dmp_fhir.app import create_app
 from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
@@ -75,3 +76,5 @@ def live_server(mongodb_url: str, tmp: Path, **overrides: Any) -> Iterator[LiveS
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        with MongoClient(mongodb_url) as client:
+            client.drop_database(settings.db)
