@@ -420,3 +420,21 @@ async def test_errors_carry_no_token_or_internals(env: PolicyEnv) -> None:
         response = await env.client.get("/Patient/pat-001", headers={"Authorization": header})
         outcome = assert_refused(response, 401)
         assert header.split(" ")[-1] not in str(outcome) or header == "Bearer"
+
+
+async def test_hostile_xml(client: httpx.AsyncClient, stored: Stored) -> None:
+    xml = {"Content-Type": "application/fhir+xml"}
+    xxe = (
+        b'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        b'<Patient xmlns="http://hl7.org/fhir"><gender value="&e;"/></Patient>'
+    )
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">'
+        b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;">]>'
+        b'<Patient xmlns="http://hl7.org/fhir"><gender value="&d;"/></Patient>'
+    )
+    for raw in (xxe, bomb, b"<Patient", b'<Patient xmlns="http://hl7.org/fhir"><x/></Patient>'):
+        outcome = await refused_and_unstored(
+            stored, client.post("/Patient", content=raw, headers=xml), (400, 422)
+        )
+        assert "root:" not in str(outcome)
