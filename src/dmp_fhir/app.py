@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .audit import AuditTrail, NullAuditor
@@ -19,6 +20,7 @@ from .profiles import default_conformance
 from .rest import batch, conformance_routes, operation_routes, resource_routes, search_routes, system_routes
 from .rest.capability import capability_statement
 from .rest.errors import install_error_handlers
+from .rest.middleware import HardeningMiddleware
 from .search.indexes import index_fields
 from .storage import Database, ResourceStore
 from .storage.store import format_instant, now_utc
@@ -87,6 +89,25 @@ def create_app(
     app.state.conformance = conformance
     app.state.capability = capability_statement(settings, conformance, started=format_instant(now_utc()))
     install_error_handlers(app)
+    if settings.cors_origins:  # closed by default: no CORS header unless origins are configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Accept",
+                "Prefer",
+                "If-Match",
+                "If-None-Match",
+                "If-None-Exist",
+                "X-Request-ID",
+            ],
+            expose_headers=["ETag", "Location", "Last-Modified", "Content-Location", "X-Request-ID"],
+            max_age=600,
+        )
+    app.add_middleware(HardeningMiddleware, settings=settings)  # outermost: hardens every answer
     app.include_router(system_routes.build_router(), prefix=settings.base_path)
     app.include_router(batch.build_router(), prefix=settings.base_path)
     app.include_router(conformance_routes.build_router(), prefix=settings.base_path)

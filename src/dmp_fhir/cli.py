@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .auth.cli import add_token_command
 from .config import Settings, get_settings
+from .logs import configure_logging
 
 log = logging.getLogger("dmp_fhir")
 
@@ -85,6 +86,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=host,
             port=port,
             log_level=settings.log_level,
+            log_config=None,  # keep configure_logging's JSON handler
+            access_log=False,  # our access log omits query values (dmp_fhir.rest.middleware)
+            server_header=False,
             proxy_headers=False,
         )
     return 0
@@ -222,8 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if args.func is cmd_serve:
+        settings = get_settings()
+        configure_logging(settings.log_level, json=settings.log_json)
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result: int = args.func(args)
     return result
 

@@ -63,6 +63,19 @@ class Settings(BaseSettings):
         ge=0,
         description="The occupational-health section is kept this long after the last visit.",
     )
+    log_json: bool = Field(default=True, description="One JSON object per log line (else plain text).")
+
+    # -- HTTP hardening (dmp_fhir.rest.middleware) ----------------------------------------
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed by CORS (JSON list); empty: no CORS headers at all.",
+    )
+    request_timeout_seconds: float = Field(
+        default=60.0, description="Longest a request may run before a 503 answer; 0 disables."
+    )
+    hsts_max_age_seconds: int = Field(
+        default=0, description="Send Strict-Transport-Security with this max-age (behind TLS only)."
+    )
 
     # -- authentication (bearer JWTs, see dmp_fhir.auth.tokens) --------------------------
     jwks_file: Path | None = Field(default=None, description="JWKS file with the IdP's public keys.")

@@ -47,13 +47,16 @@ from .search.cursor import Cursor
 from .search.dates import parse_range
 from .search.engine import SearchEngine, SearchRequest, SearchResult, eq_or_in, merge, reject_nul
 from .search.extract import extract_search_fields
+from .search.indexes import check_field_sizes
 from .storage import ResourceStore, StoredVersion
 from .storage.content import ContentStore
 from .storage.records import CREATED, DmpRecords
 from .storage.store import PlannedWrite, WriteGuard, format_instant, now_utc
 from .validation import check_resource
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+#: FHIR's id syntax; ``\Z`` (``$`` would accept a trailing newline), and not only dots: "." and
+#: ".." are path segments that every HTTP client rewrites.
+ID_PATTERN = re.compile(r"^(?!\.+\Z)[A-Za-z0-9\-.]{1,64}\Z")
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 
 
@@ -200,6 +203,7 @@ class Repository:
         if resource is None:
             return {}
         fields = extract_search_fields(rtype, resource, base_url=self.settings.base_url)
+        check_field_sizes(fields)
         fields.update(await policy_fields(rtype, resource, self.matrix, self._resolve))
         return fields
 

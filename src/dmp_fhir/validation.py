@@ -15,6 +15,8 @@ from .registry import any_model
 
 #: Deep nesting is refused long before Python's recursion limit.
 MAX_DEPTH = 64
+#: No element of a DMP resource needs more repetitions; more is an attack on memory and indexes.
+MAX_ARRAY_ITEMS = 1000
 
 
 def check_resource(resource: Any, *, expected_type: str | None = None) -> dict[str, Any]:
@@ -74,6 +76,11 @@ def _check_shape(value: Any, path: str, issues: list[Issue], depth: int) -> None
     elif isinstance(value, list):
         if not value:
             issues.append(Issue("invalid", "Empty arrays are not allowed in FHIR JSON.", expression=(path,)))
+        if len(value) > MAX_ARRAY_ITEMS:
+            issues.append(
+                Issue("too-costly", f"More than {MAX_ARRAY_ITEMS} repetitions.", expression=(path,))
+            )
+            return
         # Arrays of primitives may hold nulls paired with a `_name` extension array.
         for index, item in enumerate(value):
             if item is not None:

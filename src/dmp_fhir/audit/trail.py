@@ -80,7 +80,9 @@ class AuditTrail:
 
     async def _record_one(self, record: AuditRecord) -> None:
         moment = now_utc()
-        resource = build_audit_event(record, moment=moment, source=self.source)
+        # A refused request may carry a NUL (in a URL id, a header): the database refuses NUL in
+        # strings, and one bad event would fail the whole batch of events written with it.
+        resource = _scrub(build_audit_event(record, moment=moment, source=self.source))
         labels = set(record.labels) & HIDING_LABELS
         if record.secret:
             labels.add(SECRET_LABEL)
@@ -163,3 +165,14 @@ class AuditTrail:
 
     async def verify(self) -> ChainReport:
         return await verify_chain(self.log.in_order(), await self.log.served_copies())
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every NUL character in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value

@@ -20,6 +20,7 @@ from .body import read_resource_body
 from .bundles import searchset_bundle
 from .context import repository_of, settings_of
 from .media import choose_format, fhir_response
+from .openapi import bundle_body
 from .search_routes import result_entries
 from .transaction import run_transaction
 
@@ -96,6 +97,42 @@ async def run_entry(repo: Repository, entry: Any, base: str) -> dict[str, Any]:
     raise BadRequest(f"Unsupported batch entry: {method} {url}.", code="not-supported")
 
 
+def _check_independent(entries: list[Any]) -> None:
+    """A batch's entries are independent requests (R4 §3.1.0.11.2): ``fullUrl`` values are
+    unique, and no entry may refer to another one (only a transaction resolves those)."""
+    full_urls: set[str] = set()
+    for entry in entries:
+        url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if isinstance(url, str):
+            if url in full_urls:
+                raise BadRequest(f"Two entries share the fullUrl '{url}'.", code="duplicate")
+            full_urls.add(url)
+    if not full_urls:
+        return
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if any(ref in full_urls for ref in _references(resource)):
+            raise BadRequest(
+                "A batch entry refers to another entry of the batch; send a transaction instead.",
+                code="invalid",
+            )
+
+
+def _references(value: Any, depth: int = 0) -> list[str]:
+    """Every ``reference`` string inside ``value`` (bounded depth: bodies are checked later)."""
+    if depth > 64:
+        return []
+    if isinstance(value, dict):
+        found = [value["reference"]] if isinstance(value.get("reference"), str) else []
+        for item in value.values():
+            if isinstance(item, dict | list):
+                found += _references(item, depth + 1)
+        return found
+    if isinstance(value, list):
+        return [ref for item in value for ref in _references(item, depth + 1)]
+    return []
+
+
 def _status_line(status: int) -> str:
     from http import HTTPStatus
 
@@ -114,7 +151,13 @@ async def _fresh_repository(request: Request) -> Repository:
 def build_router() -> APIRouter:
     router = APIRouter()
 
-    @router.post("", tags=["system"], operation_id="batch", summary="Process a batch or transaction Bundle")
+    @router.post(
+        "",
+        tags=["system"],
+        operation_id="batch",
+        summary="Process a batch or transaction Bundle",
+        openapi_extra=bundle_body(),
+    )
     @router.post("/", include_in_schema=False)
     async def batch(request: Request) -> Response:
         fmt = choose_format(request)
@@ -133,6 +176,7 @@ def build_router() -> APIRouter:
         entries = body.get("entry") or []
         if not isinstance(entries, list) or len(entries) > MAX_ENTRIES:
             raise BadRequest(f"A batch holds at most {MAX_ENTRIES} entries.", code="too-costly")
+        _check_independent(entries)
         await repository_of(request)  # authenticate once, before any entry runs
         out: list[dict[str, Any]] = []
         for entry in entries:

@@ -21,6 +21,7 @@ from .body import JSON_PATCH, media_type_of, read_resource_body
 from .bundles import history_bundle, page_link
 from .context import repository_of, settings_of, version_headers, write_response
 from .media import JSON_FORMAT, binary_content, choose_format, fhir_response, wants_raw_content
+from .openapi import resource_body
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -210,5 +211,6 @@ def build_router() -> APIRouter:
                 tags=tags,
                 operation_id=f"{op}_{n}",
                 summary=summary.format(n=n),
+                openapi_extra=resource_body(n) if key in ("create", "update") else None,
             )
     return router

@@ -16,6 +16,7 @@ from .body import media_type_of, read_bytes
 from .bundles import page_link, searchset_bundle
 from .context import Prefer, repository_of, settings_of
 from .media import choose_format, fhir_response
+from .openapi import search_form, search_parameters
 
 
 async def run_search(request: Request, type_name: str, params: list[tuple[str, str]]) -> Response:
@@ -80,6 +81,7 @@ def build_router() -> APIRouter:
             tags=[name],
             operation_id=f"search_{name}",
             summary=f"Search {name} resources",
+            openapi_extra=search_parameters(name),
         )
         router.add_api_route(
             f"/{name}/_search",
@@ -88,5 +90,6 @@ def build_router() -> APIRouter:
             tags=[name],
             operation_id=f"search_post_{name}",
             summary=f"Search {name} resources (form-encoded)",
+            openapi_extra={**search_parameters(name), **search_form(name)},
         )
     return router

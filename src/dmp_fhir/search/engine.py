@@ -201,7 +201,7 @@ class SearchEngine:
 
     async def criterion(self, rtype: str, key: str, raw: str, *, depth: int) -> Mapping[str, Any]:
         """The filter for one ``key=value`` pair of the query (chains and ``_has`` included)."""
-        if depth > MAX_CHAIN_DEPTH:
+        if depth > MAX_CHAIN_DEPTH or key.count(".") > MAX_CHAIN_DEPTH:
             raise BadRequest(f"Chains deeper than {MAX_CHAIN_DEPTH} are not supported.", code="too-costly")
         if key.startswith("_has:"):
             return await self._has(rtype, key, raw, depth)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ..errors import Unprocessable
 from ..registry import RESOURCE_TYPES
 from .params import field_name, params_for
 
@@ -23,3 +29,19 @@ def index_fields() -> dict[str, list[str]]:
                 fields.append(f"{field_name(param.name)}_lo")
         out[rtype] = sorted(set(fields))[:MAX_INDEXES_PER_TYPE]
     return out
+
+
+#: Bytes of values one search field may hold in one resource. PostgreSQL (under FerretDB)
+#: refuses an index row over 8191 bytes, and would fail the write half done; MongoDB has no such
+#: limit, but no sensible resource comes near it.
+MAX_FIELD_BYTES = 6000
+
+
+def check_field_sizes(fields: Mapping[str, Any]) -> None:
+    """Refuse (422) a resource whose values for one search parameter are too large to index."""
+    for name, value in fields.items():
+        if name.startswith("_s_") and len(orjson.dumps(value, default=str)) > MAX_FIELD_BYTES:
+            raise Unprocessable(
+                f"Too many or too long values for the search parameter '{name[3:]}'.",
+                code="too-costly",
+            )
