@@ -16,6 +16,7 @@ import pytest_asyncio
 import requests
 from fhirclient import server as fhirclient_server
 from fhirclient.models.humanname import HumanName
+from fhirclient.models.identifier import Identifier
 from fhirclient.models.practitioner import Practitioner
 from fhirclient.models.practitionerrole import PractitionerRole
 from fhirpy import AsyncFHIRClient
@@ -97,6 +98,10 @@ def test_fhirclient_create_search_page_include_update_delete(server: LiveServer)
         name.family = "Fhirclient"
         name.given = [f"C{i}"]
         practitioner.name = [name]
+        rpps = Identifier()
+        rpps.system = RPPS
+        rpps.value = f"1099901{i:04d}"
+        practitioner.identifier = [rpps]
         result: dict[str, Any] = practitioner.create(smart)
         ids.append(result["id"])
 

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from dmp_fhir.app import create_app
 from dmp_fhir.logs import QUIET_LIBRARIES, JsonFormatter, configure_logging
+from dmp_fhir.mhd import sha1_base64
 from dmp_fhir.policy.access import OpenAccess
 from dmp_fhir.storage import Database
 
@@ -173,7 +174,7 @@ async def test_logs_hold_no_content_token_or_query_values(env: PolicyEnv) -> Non
         doc = document("pat-002", "11506-3", "Practitioner/pra-kine-girard")
         secret = "CONTENU-TRES-CONFIDENTIEL-4711"
         doc["content"][0]["attachment"]["data"] = base64.b64encode(secret.encode()).decode()
-        doc["content"][0]["attachment"].pop("hash")
+        doc["content"][0]["attachment"]["hash"] = sha1_base64(secret.encode())
         doc["content"][0]["attachment"]["size"] = len(secret)
         doc["description"] = secret
         created = await env.client.post("/DocumentReference", json=doc, headers={**headers, **JSON})

@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-MAX_OPERATIONS = 1000
+MAX_OPERATIONS = 200
+#: A patch may grow a document to at most twice its size plus this (``copy`` doubles it otherwise).
+GROWTH_ALLOWANCE = 64 * 1024
 
 
 class PatchError(ValueError):
@@ -23,6 +25,7 @@ def apply_patch(document: Any, operations: Any) -> Any:
     if len(operations) > MAX_OPERATIONS:
         raise PatchError(f"at most {MAX_OPERATIONS} operations")
     doc = copy.deepcopy(document)
+    budget = 2 * _weight(document) + GROWTH_ALLOWANCE
     for index, op in enumerate(operations):
         if (
             not isinstance(op, dict)
@@ -34,7 +37,20 @@ def apply_patch(document: Any, operations: Any) -> Any:
             doc = _apply_one(doc, op)
         except PatchError as exc:
             raise PatchError(f"operation {index} ({op['op']} {op['path']}): {exc}") from None
+        if op["op"] in ("add", "replace", "copy") and _weight(doc) > budget:
+            raise PatchError(f"operation {index} makes the document too large")
     return doc
+
+
+def _weight(value: Any) -> int:
+    """A size measure of a JSON value (nodes plus string lengths), without serialising it."""
+    if isinstance(value, dict):
+        return 1 + sum(len(k) + _weight(v) for k, v in value.items())
+    if isinstance(value, list):
+        return 1 + sum(_weight(v) for v in value)
+    if isinstance(value, str):
+        return 1 + len(value)
+    return 1
 
 
 def _apply_one(doc: Any, op: dict[str, Any]) -> Any:

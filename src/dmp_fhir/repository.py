@@ -99,6 +99,7 @@ class TransactionWrite:
     if_match: int | None = None
     create_only: bool = False
     fresh: bool = False  # a server-assigned id (POST): nobody else can have written it
+    validated: bool = False  # already through ``validated`` (the planner checks before MHD rules)
 
 
 #: A transaction writes documents before what depends on them (Binary, List): their policy
@@ -415,6 +416,10 @@ class Repository:
 
         return guard
 
+    def validated(self, body: Any, rtype: str) -> dict[str, Any]:
+        """The resource checked as every write checks it (planners check before they reason)."""
+        return self._validated(body, rtype)
+
     def _validated(self, body: Any, rtype: str) -> dict[str, Any]:
         """The base R4 check, then the DMP profile of the type: every write path goes here."""
         resource = check_resource(body, expected_type=rtype)
@@ -632,6 +637,7 @@ class Repository:
         their policy fields computed) against the documents as they will be.
         """
         async with self._audited("transaction", "Bundle") as record:
+            planning = len(record.touched)  # what the planning read stays in the event
             ordered = sorted(writes, key=lambda w: _TRANSACTION_ORDER.get(w.rtype, 2))
             for w in ordered:
                 rtype = resource_type(w.rtype)
@@ -654,7 +660,8 @@ class Repository:
                             )
                         )
                         continue
-                    resource = self._validated(resource, w.rtype)
+                    if not w.validated:
+                        resource = self._validated(resource, w.rtype)
                     fields = await self._fields(w.rtype, resource)
                     doc = self._planned[f"{w.rtype}/{w.rid}"]
                     doc.update(fields)
@@ -677,7 +684,7 @@ class Repository:
                 )
             finally:
                 self._planned = {}
-            record.touched.clear()
+            del record.touched[planning:]
             by_key = {}
             for w, p, result in zip(ordered, planned, results, strict=True):
                 by_key[(w.rtype, w.rid)] = _with_data(result, w.resource or {})
@@ -876,7 +883,15 @@ class Repository:
                     await self._write_authorised("Patient", pid, patient, create_only=True)
                     won = True
                 except Conflict:
-                    pass  # another attempt wrote it: complete what is missing, then answer 409
+                    # Another attempt wrote it: complete what is missing, then answer 409 — but
+                    # only if that Patient is this INS's. A patient whose record exists (their
+                    # token fixes the id) must not attach a new INS, representatives or consent.
+                    existing = await self.store.read("Patient", pid)
+                    if existing is None or existing.deleted or key not in _ins_keys(existing.resource):
+                        await records.release(key, pid)
+                        raise Conflict(
+                            "This patient already has a DMP (under another identity).", code="duplicate"
+                        ) from None
                 for n, rp in enumerate(representatives, start=1):
                     rp = {**rp, "patient": {"reference": f"Patient/{pid}"}}
                     await self._create_if_absent("RelatedPerson", f"{pid}-rep-{n}", rp)
@@ -949,13 +964,26 @@ class Repository:
                 return [await self._write_authorised("Consent", str(uuid.uuid4()), consent, create_only=True)]
             keys = set(await actor_keys(actor, {}, self._resolve)) if actor else set()
             written = []
-            for doc in await self.store.find("Consent", {"_p_patient": pid, "_deleted": False}):
-                resource = doc["resource"]
-                if dmp_consents.ends(resource, action, keys, list(doc.get("_p_actors") or ())):
+            for found in await self.store.find("Consent", {"_p_patient": pid, "_deleted": False}):
+                doc: dict[str, Any] | None = found
+                for _attempt in range(5):  # a concurrent change of the same Consent: judge it again
+                    if doc is None or doc.get("_deleted"):
+                        break
+                    resource = doc["resource"]
+                    if not dmp_consents.ends(resource, action, keys, list(doc.get("_p_actors") or ())):
+                        break
                     ended = {**resource, "status": "inactive"}
-                    written.append(
-                        await self._write_authorised("Consent", doc["_id"], ended, if_match=int(doc["_v"]))
-                    )
+                    try:
+                        written.append(
+                            await self._write_authorised(
+                                "Consent", doc["_id"], ended, if_match=int(doc["_v"])
+                            )
+                        )
+                        break
+                    except PreconditionFailed:
+                        doc = await self.store.read_doc("Consent", {"_id": doc["_id"]})
+                else:
+                    raise Conflict("The patient's Consents keep changing; try again.", code="lock-error")
             return written
 
     async def close_dmp(self, pid: str) -> dict[str, Any]:
@@ -1021,6 +1049,15 @@ class Repository:
         records = DmpRecords(self.store.database)
         current = await records.get(pid) or {}
         await records.put(pid, {**{k: v for k, v in current.items() if k != "_id"}, "status": "destroying"})
+        # A transaction still writing to this record would publish its versions after the
+        # purge: finish what is decided, and let a running one end before destroying.
+        await self.store.journal.recover()
+        for rtype in PATIENT_OWNED:
+            if await self.store.find(rtype, {"_p_patient": pid}, history=True, claimed=True, limit=1):
+                raise Conflict(
+                    "A transaction is writing to this record; the destruction resumes when you try again.",
+                    code="lock-error",
+                )
         binaries: set[str] = set()
         for history in (False, True):
             for doc in await self.store.find(
@@ -1143,6 +1180,15 @@ def _history_cursor(doc: dict[str, Any], *, by_version: bool) -> str:
     return Cursor(key=(doc["_lu"], doc["_id"])).encode()
 
 
+def _ins_keys(resource: Mapping[str, Any] | None) -> set[str]:
+    """``system|value`` of every identifier of a Patient (INS keys among them)."""
+    return {
+        f"{i.get('system')}|{i.get('value')}"
+        for i in (resource or {}).get("identifier") or ()
+        if isinstance(i, dict)
+    }
+
+
 def _decode(data: Any, where: str) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
@@ -1163,7 +1209,11 @@ IS_ARCHIVED_EXT = "http://esante.gouv.fr/cisis/fhir/StructureDefinition/PDSm_isA
 def _document_outside_metadata(resource: Mapping[str, Any]) -> dict[str, Any]:
     """A DocumentReference without what the French metadata update may change."""
     out = {k: v for k, v in resource.items() if k not in ("status", "securityLabel", "meta")}
-    extensions = [e for e in resource.get("extension") or () if e.get("url") != IS_ARCHIVED_EXT]
+    extensions = [
+        e
+        for e in resource.get("extension") or ()
+        if not (isinstance(e, dict) and e.get("url") == IS_ARCHIVED_EXT)
+    ]
     out.pop("extension", None)
     if extensions:
         out["extension"] = extensions

@@ -518,18 +518,22 @@ class DmpPolicy:
         )
         if not isinstance(owner_id, str):
             raise refusal
+        binary_id = (new if new is not None else old or {}).get("_rid")
+        found = await self.store.find("DocumentReference", {"_id": owner_id, "_deleted": False}, limit=1)
         companion = planned.get(f"DocumentReference/{owner_id}")
         if companion is not None:
-            # Written in the same transaction, and already checked as this caller's write.
-            binary_id = (new if new is not None else old or {}).get("_rid")
+            # The document is written in the same transaction (its own write check ran first),
+            # but writing a document is not writing its content: a patient may mask a
+            # professional's document, never replace its bytes. The content rule applies to the
+            # document as planned and as stored.
             if binary_id not in (companion.get("_p_binaries") or ()):
                 raise refusal
+            if not all(self._writes_content_of(owner) for owner in [companion, *found]):
+                raise refusal
             return
-        found = await self.store.find("DocumentReference", {"_id": owner_id, "_deleted": False}, limit=1)
         if not found:
             raise refusal
         owner = found[0]
-        binary_id = (new if new is not None else old or {}).get("_rid")
         pid = owner.get("_p_patient")
         if binary_id not in (owner.get("_p_binaries") or ()) or not isinstance(pid, str):
             raise refusal
@@ -540,13 +544,14 @@ class DmpPolicy:
                 "DocumentReference", {"_id": owner_id, "$and": [scope]}, limit=1, projection={"_id": 1}
             )
         )
-        if not visible:
+        if not visible or not self._writes_content_of(owner):
             raise refusal
+
+    def _writes_content_of(self, owner: Mapping[str, Any]) -> bool:
+        """Patients write the content of their personal space; professionals, of what they author."""
         if self.caller.kind in ("patient", "related-person"):
-            if not self._personal(owner):
-                raise refusal
-        elif not set(owner.get("_p_authors") or ()) & self.person:
-            raise refusal
+            return self._personal(owner)
+        return bool(set(owner.get("_p_authors") or ()) & self.person)
 
 
 def _ins(doc: Mapping[str, Any] | None) -> list[str]:

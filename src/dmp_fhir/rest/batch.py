@@ -54,7 +54,10 @@ async def run_entry(repo: Repository, entry: Any, base: str) -> dict[str, Any]:
     request = entry["request"]
     method = str(request.get("method", "")).upper()
     url = str(request.get("url", ""))
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise BadRequest(f"Entry URL '{url}' is not a URL.", code="value") from None
     path = parts.path.strip("/")
     if base and url.startswith(base):
         path = url[len(base) :].split("?")[0].strip("/")

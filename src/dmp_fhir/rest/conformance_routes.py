@@ -152,6 +152,8 @@ def _validate_input(body: Any, request: Request) -> tuple[Any, str | None, str |
                 mode = param.get("valueCode") or mode
         if resource is None:
             raise BadRequest("The Parameters body has no 'resource' parameter.", code="required")
+        if not isinstance(profile, str | None) or not isinstance(mode, str | None):
+            raise BadRequest("'profile' is a canonical URL and 'mode' a code.", code="value")
         return resource, profile, mode
     return body, profile, mode
 

@@ -108,7 +108,10 @@ def _parse_entry(index: int, raw: Any, base: str) -> PlannedEntry:
         raise bad("request.url is required.", "request.url")
     if url.startswith(base + "/"):
         url = url[len(base) + 1 :]
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise bad(f"'{url}' is not a URL.", "request.url") from None
     segments = [s for s in parts.path.split("/") if s]
     if not segments or segments[0] not in RESOURCE_TYPES:
         raise bad(f"'{url}' names no supported resource type.", "request.url")
@@ -249,8 +252,12 @@ async def _plan_writes(
         except FhirError as exc:
             raise located(exc, entry.index) from None
         views.append(Entry(entry.index, entry.rtype, entry.rid, resource))
+    # Every resource is checked (R4 and the DMP profiles) before the MHD rules reason on it.
+    views = _validated(repo, views)
     if any(is_submission_set(v.resource) for v in views):
-        views = externalize_inline_content(views)
+        known = len(views)
+        views = externalize_inline_content(views)  # appends the Binaries it makes
+        views = views[:known] + _validated(repo, views[known:])
         await check_provide_bundle(views, repo.lookup, repo.documents_with_identifier)
     by_index = {e.index: e for e in entries}
     superseded: set[str] = set()
@@ -258,9 +265,13 @@ async def _plan_writes(
         entry = by_index[view.index]
         if (view.rtype, view.rid) == (entry.rtype, entry.rid):
             post = entry.method == "POST"
-            write = TransactionWrite(view.rtype, view.rid, view.resource, entry.if_match, post, fresh=post)
+            write = TransactionWrite(
+                view.rtype, view.rid, view.resource, entry.if_match, post, fresh=post, validated=True
+            )
         else:  # content the server took out of an inline attachment
-            write = TransactionWrite(view.rtype, view.rid, view.resource, None, True, fresh=True)
+            write = TransactionWrite(
+                view.rtype, view.rid, view.resource, None, True, fresh=True, validated=True
+            )
         writes.append(write)
         origin[view.key] = view.index
         for target in replaced_documents(view):
@@ -270,6 +281,18 @@ async def _plan_writes(
                 raise located(exc, view.index) from None
             origin[target] = view.index
     return writes, origin
+
+
+def _validated(repo: Repository, views: list[Entry]) -> list[Entry]:
+    out = []
+    for view in views:
+        if view.resource is not None:
+            try:
+                view = Entry(view.index, view.rtype, view.rid, repo.validated(view.resource, view.rtype))
+            except FhirError as exc:
+                raise located(exc, view.index) from None
+        out.append(view)
+    return out
 
 
 async def _target_resource(repo: Repository, entry: PlannedEntry) -> dict[str, Any] | None:
@@ -360,5 +383,5 @@ async def _response_entry(repo: Repository, entry: PlannedEntry, base: str, *, e
     if entry.raw.get("fullUrl"):
         out["fullUrl"] = entry.raw["fullUrl"]
     if echo and version is not None and version.resource is not None and entry.method != "DELETE":
-        out["resource"] = version.resource
+        out["resource"] = (await repo.materialize(version)).resource
     return out

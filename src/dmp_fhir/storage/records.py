@@ -15,6 +15,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from ..errors import Conflict
 from .database import Database
 
 INS_CLAIMS = "dmp_ins"
@@ -43,7 +44,7 @@ class DmpRecords:
                 if existing is not None:
                     return existing
                 # released meanwhile: try again
-        raise RuntimeError("could not claim the INS (too much contention)")
+        raise Conflict("Too many concurrent creations for this INS; try again.", code="lock-error")
 
     async def settle(self, ins_key: str) -> None:
         await self.db[INS_CLAIMS].update_one({"_id": ins_key}, {"$set": {"state": CREATED}})

@@ -165,10 +165,13 @@ class ResourceStore:
         skip: int = 0,
         history: bool = False,
         projection: Mapping[str, Any] | None = None,
+        claimed: bool = False,
     ) -> list[dict[str, Any]]:
+        """Documents of ``T`` or (``history``) ``T_history``; versions claimed by an unfinished
+        transaction are invisible, unless ``claimed`` asks for them alone."""
         coll = self.db[f"{rtype}_history" if history else rtype]
         if history:
-            query = {**query, "_tx": {"$exists": False}}  # unfinished transactions stay invisible
+            query = {**query, "_tx": {"$exists": claimed}}
         cursor = coll.find(dict(query), projection=dict(projection) if projection else None)
         if sort:
             cursor = cursor.sort(sort)
