@@ -8,6 +8,7 @@ current state; what gets written is decided by the transaction that follows.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -172,8 +173,7 @@ async def check_provide_bundle(
                 code="business-rule",
                 expression=(submission.where("entry"),),
             )
-        master = resource["masterIdentifier"]
-        token = f"{master.get('system', '')}|{master.get('value', '')}"
+        token = _master_token(resource)
         if token in seen_ids:
             raise Unprocessable(
                 "Two documents of the Bundle share a masterIdentifier.",
@@ -181,15 +181,23 @@ async def check_provide_bundle(
                 expression=(doc.where("masterIdentifier"),),
             )
         seen_ids.add(token)
-        if [other for other in await documents_with_identifier(token) if other != doc.rid]:
+        for n, content in enumerate(resource.get("content") or ()):
+            _check_attachment(doc, n, content.get("attachment") or {}, planned)
+    tokens = [_master_token(doc.resource or {}) for doc in documents]
+    existing = await asyncio.gather(*(documents_with_identifier(token) for token in tokens))
+    for doc, token, found in zip(documents, tokens, existing, strict=True):
+        if [other for other in found if other != doc.rid]:
             raise Conflict(
-                f"A document with masterIdentifier {master.get('value')} already exists; "
+                f"A document with masterIdentifier {token.partition('|')[2]} already exists; "
                 "send a replacement (relatesTo replaces) instead.",
                 code="duplicate",
                 expression=(doc.where("masterIdentifier"),),
             )
-        for n, content in enumerate(resource.get("content") or ()):
-            _check_attachment(doc, n, content.get("attachment") or {}, planned)
+
+
+def _master_token(resource: dict[str, Any]) -> str:
+    master = resource.get("masterIdentifier") or {}
+    return f"{master.get('system', '')}|{master.get('value', '')}"
 
 
 def _check_attachment(doc: Entry, n: int, attachment: dict[str, Any], planned: dict[str, Any]) -> None:

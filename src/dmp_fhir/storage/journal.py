@@ -142,9 +142,10 @@ class TransactionJournal:
                 await self.store.publish_claimed(rtype, doc)
         for rtype, docs in new_by_type.items():
             await self.store.publish_fresh(rtype, docs)
+        # One update per version, by _id (FerretDB pushes that down; an $in would scan). In
+        # sequence: many concurrent updates of one collection stall FerretDB's PostgreSQL backend.
         for rtype, doc in claimed:
-            history = self.store.db[f"{rtype}_history"]
-            await history.update_one(
+            await self.store.db[f"{rtype}_history"].update_one(
                 {"_id": f"{doc['_rid']}/{doc['_v']}", "_tx": tx}, {"$unset": {"_tx": ""}}
             )
         for rtype, doc in claimed:

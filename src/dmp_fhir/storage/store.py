@@ -19,6 +19,7 @@ claimed invisibly (marked ``_tx``) and published only once one insert has decide
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections import defaultdict
@@ -301,6 +302,7 @@ class ResourceStore:
         results: list[StoredVersion] = []
         claimed_docs: list[tuple[str, dict[str, Any]]] = []
         fresh_docs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        fresh_guards: list[tuple[PlannedWrite, Awaitable[None]]] = []
         deadline = time.monotonic() + timeout
         try:
             for w in writes:
@@ -310,9 +312,10 @@ class ResourceStore:
                     await self.content.put(content_id, data, metadata={"resource": f"{w.rtype}/{w.rid}"})
                 try:
                     if w.fresh and w.resource is not None:
-                        # Nobody can hold this id: check now, claim with the others of its type.
+                        # Nobody can hold this id: checked below (in parallel, no current state
+                        # to wait for), claimed with the others of its type.
                         if w.guard is not None:
-                            await w.guard(None)
+                            fresh_guards.append((w, w.guard(None)))
                         doc = self._document(w.rtype, w.rid, 1, now_utc(), w.resource, w.fields)
                         doc["_tx"] = tx
                         fresh_docs[w.rtype].append({**doc, "_id": f"{w.rid}/1"})
@@ -327,6 +330,12 @@ class ResourceStore:
                 else:
                     claimed_docs.append((w.rtype, claimed))
                     results.append(StoredVersion.from_doc(w.rtype, claimed))
+            outcomes = await asyncio.gather(*(guard for _, guard in fresh_guards), return_exceptions=True)
+            for (w, _), result in zip(fresh_guards, outcomes, strict=True):
+                if isinstance(result, FhirError):
+                    result.about = result.about or f"{w.rtype}/{w.rid}"
+                if isinstance(result, BaseException):
+                    raise result
             for rtype, docs in fresh_docs.items():
                 try:
                     await self.db[f"{rtype}_history"].insert_many(docs, ordered=True)
@@ -336,6 +345,9 @@ class ResourceStore:
                 raise _timed_out(timeout)
             outcome = await self.journal.decide(tx, "committed")
         except BaseException:
+            for _, guard in fresh_guards:  # checks never started when an earlier write failed
+                if inspect.iscoroutine(guard):
+                    guard.close()
             await asyncio.shield(self._abort(tx, keys, content_ids))
             raise
         if outcome != "committed":
