@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/fuzz.py [EXAMPLES_PER_OPERATION]   (default 500)
 
 It starts its own server on a free loopback port and the embedded FerretDB (or uses
-MONGODB_URL), and fails if any answer is a 5xx (501 for transaction Bundles excepted).
+MONGODB_URL), and fails if any answer is a 5xx.
 """
 
 from __future__ import annotations
