@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .auth.cli import add_token_command
 from .config import Settings, get_settings
 from .logs import configure_logging
+
+if TYPE_CHECKING:
+    from .repository import Repository
 
 log = logging.getLogger("dmp_fhir")
 
@@ -35,10 +40,12 @@ def _database_url(settings: Settings, stack: ExitStack, *, persistent: bool) -> 
     return embedded.url
 
 
-async def _load(settings: Settings, paths: Sequence[Path]) -> int:
+@contextlib.asynccontextmanager
+async def _internal_repository(settings: Settings, job: str) -> AsyncIterator[Repository]:
+    """A repository for an internal job (loading, retention purge): explicit, unrestricted,
+    audited, never reachable from HTTP."""
     from .audit import AuditTrail
     from .auth.caller import system_caller
-    from .loader import load_paths
     from .policy.base import Unrestricted
     from .policy.matrix import load_matrix
     from .repository import Repository
@@ -50,17 +57,22 @@ async def _load(settings: Settings, paths: Sequence[Path]) -> int:
     try:
         await database.connect()
         await database.ensure_indexes(index_fields())
-        # Loading is an internal job: explicit, unrestricted, never reachable from HTTP.
-        repository = Repository(
+        yield Repository(
             ResourceStore(database),
             settings,
-            Unrestricted(system_caller("load")),
+            Unrestricted(system_caller(job)),
             load_matrix(),
             AuditTrail(database, base_url=settings.base_url),
         )
-        counts = await load_paths(repository, paths)
     finally:
         await database.close()
+
+
+async def _load(settings: Settings, paths: Sequence[Path]) -> int:
+    from .loader import load_paths
+
+    async with _internal_repository(settings, "load") as repository:
+        counts = await load_paths(repository, paths)
     print("loaded: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 1 if counts.get("failed") else 0
 
@@ -130,30 +142,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 async def _purge(settings: Settings, now: datetime) -> int:
-    from .audit import AuditTrail
-    from .auth.caller import system_caller
-    from .policy.base import Unrestricted
-    from .policy.matrix import load_matrix
-    from .repository import Repository
-    from .search.indexes import index_fields
-    from .storage import Database, ResourceStore
-
-    assert settings.mongodb_url
-    database = Database(settings.mongodb_url, settings.db)
-    try:
-        await database.connect()
-        await database.ensure_indexes(index_fields())
-        # The retention purge is an internal job: unrestricted, audited, never reachable from HTTP.
-        repository = Repository(
-            ResourceStore(database),
-            settings,
-            Unrestricted(system_caller("purge")),
-            load_matrix(),
-            AuditTrail(database, base_url=settings.base_url),
-        )
+    async with _internal_repository(settings, "purge") as repository:
         done = await repository.purge_expired(now)
-    finally:
-        await database.close()
     for line in done:
         print(line)
     print(f"purge as of {now.isoformat()}: {len(done)} removal(s)")
