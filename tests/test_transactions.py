@@ -456,3 +456,22 @@ async def test_sigkill_mid_transaction_leaves_all_or_nothing(
             server.kill()
         await raw.drop_database(db_name)
         await raw.close()
+
+
+async def test_a_read_that_fails_after_the_writes_is_answered_in_its_entry(client: httpx.AsyncClient) -> None:
+    """Reads run after the commit: a failing one cannot undo the writes, so it is reported in its
+    own entry rather than as an error that would wrongly suggest nothing was stored."""
+    marker = uuid.uuid4().hex
+    response = await client.post(
+        "",
+        json=tx(
+            post_entry(org(f"kept-{marker}")),
+            {"request": {"method": "GET", "url": "Organization/no-such-organization"}},
+        ),
+    )
+    assert response.status_code == 200, response.text
+    created, read = response.json()["entry"]
+    assert created["response"]["status"] == "201 Created"
+    assert read["response"]["status"].startswith("404")
+    assert read["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert await count(client, f"Organization?name=kept-{marker}") == 1

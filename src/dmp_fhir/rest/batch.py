@@ -136,6 +136,11 @@ def _references(value: Any, depth: int = 0) -> list[str]:
     return []
 
 
+def error_entry(exc: FhirError) -> dict[str, Any]:
+    """A response entry for a request that failed on its own (batch entries, transaction reads)."""
+    return _entry_response(_status_line(exc.status), outcome=exc.outcome())
+
+
 def _status_line(status: int) -> str:
     from http import HTTPStatus
 
@@ -187,7 +192,7 @@ def build_router() -> APIRouter:
             try:
                 out.append(await run_entry(repo, entry, settings.base_url))
             except FhirError as exc:
-                out.append(_entry_response(_status_line(exc.status), outcome=exc.outcome()))
+                out.append(error_entry(exc))
         bundle = {
             "resourceType": "Bundle",
             "type": "batch-response",

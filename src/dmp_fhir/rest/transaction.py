@@ -359,12 +359,13 @@ async def _supersede(repo: Repository, new: Entry, target: str, done: set[str]) 
 
 async def _response_entry(repo: Repository, entry: PlannedEntry, base: str, *, echo: bool) -> dict[str, Any]:
     if entry.method == "GET":
-        from .batch import run_entry  # reads share the batch code path
+        from .batch import error_entry, run_entry  # reads share the batch code path
 
         try:
             return await run_entry(repo, entry.raw, base)
         except FhirError as exc:
-            raise located(exc, entry.index) from None
+            # The writes are committed by now: a read that fails is answered in its entry.
+            return error_entry(exc)
     version = entry.existing or entry.result
     if entry.existing is not None:
         status = "200 OK"
