@@ -88,7 +88,9 @@ class TransactionJournal:
             return outcome
         except DuplicateKeyError:
             found = await self.outcomes.find_one({"_id": tx})
-            assert found is not None  # outcomes are deleted only after their journal entry
+            if found is None:
+                # Gone already: only a finished commit forgets its outcome (an abort's stays a day).
+                return "committed"
             decided: Outcome = found["outcome"]
             return decided
 
