@@ -143,7 +143,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 async def _purge(settings: Settings, now: datetime) -> int:
     async with _internal_repository(settings, "purge") as repository:
-        done = await repository.purge_expired(now)
+        done = await repository.lifecycle.purge_expired(now)
     for line in done:
         print(line)
     print(f"purge as of {now.isoformat()}: {len(done)} removal(s)")

@@ -32,7 +32,7 @@ def _counts(counts: dict[str, int]) -> str:
 
 async def _create(request: Request) -> Response:
     body = await read_resource_body(request, settings_of(request).max_body_bytes)
-    result = await (await repository_of(request)).create_dmp(body)
+    result = await (await repository_of(request)).lifecycle.create_dmp(body)
     return write_response(
         request, result.version, status=201, message=f"Created Patient/{result.version.id}."
     )
@@ -40,7 +40,7 @@ async def _create(request: Request) -> Response:
 
 async def _access(request: Request, rid: str) -> Response:
     body = await read_resource_body(request, settings_of(request).max_body_bytes)
-    written = await (await repository_of(request)).manage_access(rid, body)
+    written = await (await repository_of(request)).lifecycle.manage_access(rid, body)
     base = settings_of(request).base_url
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
@@ -52,7 +52,7 @@ async def _access(request: Request, rid: str) -> Response:
 
 
 async def _close(request: Request, rid: str) -> Response:
-    state = await (await repository_of(request)).close_dmp(rid)
+    state = await (await repository_of(request)).lifecycle.close_dmp(rid)
     until: datetime = state["retain_until"]
     return _info(
         request, f"The DMP of Patient/{rid} is closed; its data is kept until {format_instant(until)}."
@@ -60,17 +60,17 @@ async def _close(request: Request, rid: str) -> Response:
 
 
 async def _reopen(request: Request, rid: str) -> Response:
-    await (await repository_of(request)).reopen_dmp(rid)
+    await (await repository_of(request)).lifecycle.reopen_dmp(rid)
     return _info(request, f"The DMP of Patient/{rid} is open again.")
 
 
 async def _destroy_patient(request: Request, rid: str) -> Response:
-    counts = await (await repository_of(request)).destroy_dmp(rid)
+    counts = await (await repository_of(request)).lifecycle.destroy_dmp(rid)
     return _info(request, f"The DMP of Patient/{rid} is destroyed; removed: {_counts(counts)}.")
 
 
 async def _destroy_document(request: Request, rid: str) -> Response:
-    counts = await (await repository_of(request)).destroy_document(rid)
+    counts = await (await repository_of(request)).lifecycle.destroy_document(rid)
     return _info(request, f"DocumentReference/{rid} is destroyed; removed: {_counts(counts)}.")
 
 
