@@ -403,11 +403,8 @@ class Repository:
         return guard
 
     def validated(self, body: Any, rtype: str) -> dict[str, Any]:
-        """The resource checked as every write checks it (planners check before they reason)."""
-        return self._validated(body, rtype)
-
-    def _validated(self, body: Any, rtype: str) -> dict[str, Any]:
-        """The base R4 check, then the DMP profile of the type: every write path goes here."""
+        """The base R4 check, then the DMP profile of the type: every write path goes here
+        (and planners, before they reason on a resource)."""
         resource = check_resource(body, expected_type=rtype)
         default_conformance().enforce(resource, self.settings.profile_enforcement)
         return resource
@@ -426,13 +423,6 @@ class Repository:
         stored = {k: v for k, v in resource.items() if k != "data"}
         return stored, {"_content": {"id": content_id, "size": len(raw)}}, {content_id: raw}
 
-    async def content_of(self, version: StoredVersion) -> bytes:
-        """The bytes of a Binary the caller has already been allowed to read."""
-        if version.content_id is not None:
-            return await self.store.content.get(version.content_id)
-        data = (version.resource or {}).get("data")
-        return _decode(data, "Binary.data") if isinstance(data, str) else b""
-
     def content_stream(self, version: StoredVersion) -> AsyncIterator[bytes] | None:
         """A readable Binary's content from the content store, piece by piece (None: inline)."""
         return self.store.content.stream(version.content_id) if version.content_id else None
@@ -450,7 +440,7 @@ class Repository:
         self._writable(rtype)
         async with self._audited("create", rtype.name) as record:
             self.policy.require(rtype.name, "c")
-            resource = self._validated(body, rtype.name)
+            resource = self.validated(body, rtype.name)
             new_id = rid or str(uuid.uuid4())
             resource = {**resource, "id": new_id}
             fields = await self._fields(rtype.name, resource)
@@ -484,7 +474,7 @@ class Repository:
         async with self._audited("update", rtype.name) as record:
             self.policy.require(rtype.name, "u")
             check_id(rid)
-            resource = self._validated(body, rtype.name)
+            resource = self.validated(body, rtype.name)
             body_id = resource.get("id")
             if body_id is None:
                 raise BadRequest(
@@ -647,7 +637,7 @@ class Repository:
                         )
                         continue
                     if not w.validated:
-                        resource = self._validated(resource, w.rtype)
+                        resource = self.validated(resource, w.rtype)
                     fields = await self._fields(w.rtype, resource)
                     doc = self._planned[f"{w.rtype}/{w.rid}"]
                     doc.update(fields)

@@ -64,7 +64,7 @@ class LifecycleOperations:
     ) -> StoredVersion:
         """A write inside an operation the policy already allowed (``check_operation``): the
         per-resource write rules (e.g. "only the patient writes Consents") do not apply."""
-        resource = self.repo._validated({**resource, "id": rid}, rtype)
+        resource = self.repo.validated({**resource, "id": rid}, rtype)
         fields = await self.repo._fields(rtype, resource)
         stored = await self.repo.store.write(
             rtype, rid, resource, fields, create_only=create_only, if_match=if_match
@@ -127,13 +127,13 @@ class LifecycleOperations:
             await self.repo.policy.check_operation(
                 "dmp-create", "Patient", pid if caller.kind == "patient" else None
             )
-            self.repo._validated({**patient, "id": pid}, "Patient")
+            self.repo.validated({**patient, "id": pid}, "Patient")
             for rp in representatives:
                 if not isinstance(rp, dict) or rp.get("resourceType") != "RelatedPerson":
                     raise BadRequest("legalRepresentative must be a RelatedPerson.", code="structure")
-                self.repo._validated({**rp, "patient": {"reference": f"Patient/{pid}"}}, "RelatedPerson")
+                self.repo.validated({**rp, "patient": {"reference": f"Patient/{pid}"}}, "RelatedPerson")
             consent = dmp_consents.creation_consent(pid, moment, collector, True)
-            self.repo._validated(consent, "Consent")
+            self.repo.validated(consent, "Consent")
 
             records = DmpRecords(self.repo.store.database)
             pid = await self._claim_ins(records, key, pid)

@@ -211,8 +211,7 @@ class ResourceStore:
         planned = PlannedWrite(
             rtype, rid, resource, extra_fields, if_match, create_only, guard, dict(content or {})
         )
-        for content_id, data in planned.content.items():
-            await self.content.put(content_id, data, metadata={"resource": f"{rtype}/{rid}"})
+        await self._store_content(planned)
         try:
             claimed = await self._claim(planned, skip_unchanged=skip_unchanged)
         except BaseException:
@@ -223,6 +222,12 @@ class ResourceStore:
             return claimed
         await self._publish(rtype, rid, claimed)
         return StoredVersion.from_doc(rtype, claimed)
+
+    async def _store_content(self, w: PlannedWrite) -> None:
+        """Upload a write's blobs first, named after their resource (``purge_content`` finds
+        those of a write that never completed by that name)."""
+        for content_id, data in w.content.items():
+            await self.content.put(content_id, data, metadata={"resource": f"{w.rtype}/{w.rid}"})
 
     async def _claim(
         self, w: PlannedWrite, *, tx: str | None = None, skip_unchanged: bool = False
@@ -308,8 +313,7 @@ class ResourceStore:
             for w in writes:
                 if time.monotonic() > deadline:
                     raise _timed_out(timeout)
-                for content_id, data in w.content.items():
-                    await self.content.put(content_id, data, metadata={"resource": f"{w.rtype}/{w.rid}"})
+                await self._store_content(w)
                 try:
                     if w.fresh and w.resource is not None:
                         # Nobody can hold this id: checked below (in parallel, no current state
