@@ -18,16 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadRequest, Conflict, Unprocessable
+from .lifecycle.identity import INS_SYSTEMS
 
 MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
-INS_SYSTEMS = frozenset(
-    {
-        "urn:oid:1.2.250.1.213.1.4.8",  # INS from the NIR
-        "urn:oid:1.2.250.1.213.1.4.9",  # INS from the NIA
-        "urn:oid:1.2.250.1.213.1.4.10",  # INS-NIR test
-        "urn:oid:1.2.250.1.213.1.4.11",  # INS-NIA test
-    }
-)
 #: PDSm requires these on every DocumentReference it receives.
 REQUIRED_DOCUMENT_ELEMENTS = (
     "masterIdentifier",

@@ -1,2 +1,2 @@
 """The life of a DMP: creation from the INS identity, access management, closure, destruction,
-retention. The repository runs these operations; this package holds their data shapes."""
+retention: the operations (``operations.py``, run behind the repository) and their data shapes."""

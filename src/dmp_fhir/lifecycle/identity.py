@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -54,10 +55,17 @@ def ins_key(identifier: Any) -> str:
 
 
 def patient_ins_key(patient: dict[str, Any]) -> str | None:
-    for identifier in patient.get("identifier") or []:
-        if isinstance(identifier, dict) and identifier.get("system") in INS_SYSTEMS:
-            return f"{identifier['system']}|{identifier.get('value')}"
-    return None
+    keys = patient_ins_keys(patient)
+    return keys[0] if keys else None
+
+
+def patient_ins_keys(patient: Mapping[str, Any] | None) -> list[str]:
+    """Every INS of a Patient resource, as ``system|value`` keys (in the order given)."""
+    return [
+        f"{identifier['system']}|{identifier.get('value')}"
+        for identifier in (patient or {}).get("identifier") or []
+        if isinstance(identifier, dict) and identifier.get("system") in INS_SYSTEMS
+    ]
 
 
 def build_patient(

@@ -8,7 +8,7 @@ record status, access Consents, destruction and retention. See the README, "The 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,7 @@ from ..storage import StoredVersion
 from ..storage.records import CREATED, DmpRecords
 from ..storage.store import format_instant, now_utc
 from . import consents as dmp_consents
-from .identity import build_patient, ins_key
+from .identity import build_patient, ins_key, patient_ins_keys
 from .parameters import OperationParameters
 
 #: Resource types that belong to one patient: destruction removes them (never AuditEvent).
@@ -149,7 +149,7 @@ class LifecycleOperations:
                     # only if that Patient is this INS's. A patient whose record exists (their
                     # token fixes the id) must not attach a new INS, representatives or consent.
                     existing = await self.repo.store.read("Patient", pid)
-                    if existing is None or existing.deleted or key not in _ins_keys(existing.resource):
+                    if existing is None or existing.deleted or key not in patient_ins_keys(existing.resource):
                         await records.release(key, pid)
                         raise Conflict(
                             "This patient already has a DMP (under another identity).", code="duplicate"
@@ -433,12 +433,3 @@ def _visit(doc: dict[str, Any]) -> datetime:
     found = _instant(period.get("start")) or _instant(resource.get("date"))
     moment: datetime = found or doc["_lu"]
     return moment.astimezone(UTC)
-
-
-def _ins_keys(resource: Mapping[str, Any] | None) -> set[str]:
-    """``system|value`` of every identifier of a Patient (INS keys among them)."""
-    return {
-        f"{i.get('system')}|{i.get('value')}"
-        for i in (resource or {}).get("identifier") or ()
-        if isinstance(i, dict)
-    }

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..auth.caller import Caller
 from ..errors import Forbidden, NotFound
-from ..lifecycle.identity import INS_SYSTEMS
+from ..lifecycle.identity import patient_ins_keys
 from ..search.engine import eq_or_in
 from ..storage.store import ResourceStore
 from .base import Interaction, WriteAction
@@ -556,12 +556,7 @@ class DmpPolicy:
 
 def _ins(doc: Mapping[str, Any] | None) -> list[str]:
     """The INS identifiers (``system|value``) of a stored Patient document."""
-    resource = (doc or {}).get("resource") or {}
-    return sorted(
-        f"{i.get('system')}|{i.get('value')}"
-        for i in resource.get("identifier") or []
-        if isinstance(i, dict) and i.get("system") in INS_SYSTEMS
-    )
+    return sorted(patient_ins_keys((doc or {}).get("resource")))
 
 
 def _keys(doc: Mapping[str, Any] | None) -> list[str]:
