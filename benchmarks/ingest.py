@@ -27,12 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import BASE, bearer, database_url, dev_settings
 
 from dmp_fhir.app import create_app
-from dmp_fhir.audit import NullAuditor
-from dmp_fhir.auth.caller import system_caller
 from dmp_fhir.loader import load_paths
 from dmp_fhir.mhd import SourceDocument, provide_bundle
-from dmp_fhir.policy.base import Unrestricted
-from dmp_fhir.policy.matrix import load_matrix
 from dmp_fhir.repository import Repository
 from dmp_fhir.storage import Database, ResourceStore
 
@@ -93,14 +89,7 @@ async def main() -> None:
         database = Database(url, settings.db)
         app = create_app(settings, database)
         async with app.router.lifespan_context(app):
-            internal = Repository(
-                ResourceStore(database),
-                settings,
-                Unrestricted(system_caller("bench")),
-                load_matrix(),
-                NullAuditor(),
-            )
-            await load_paths(internal, [SAMPLES])
+            await load_paths(Repository.internal(ResourceStore(database), settings, "bench"), [SAMPLES])
             headers = bearer(settings, GP)
             print(
                 f"engine: {engine}; ITI-65 by a GP for their patients, {args.size} bytes per document; "

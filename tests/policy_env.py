@@ -12,13 +12,9 @@ import httpx
 from fastapi import FastAPI
 
 from dmp_fhir.app import create_app
-from dmp_fhir.audit import NullAuditor
-from dmp_fhir.auth.caller import system_caller
 from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
 from dmp_fhir.config import Settings
 from dmp_fhir.loader import load_paths
-from dmp_fhir.policy.base import Unrestricted
-from dmp_fhir.policy.matrix import load_matrix
 from dmp_fhir.repository import Repository
 from dmp_fhir.storage import Database, ResourceStore
 
@@ -150,13 +146,8 @@ class PolicyEnv:
         """Unrestricted, and with the DMP profiles applied only when declared: the property
         tests store deliberately odd worlds (no category, two categories, unknown types…) to
         check that the policy holds even on data the profiles would refuse at the door."""
-        return Repository(
-            ResourceStore(self.database),
-            self.settings.model_copy(update={"profile_enforcement": "declared"}),
-            Unrestricted(system_caller("tests")),
-            load_matrix(),
-            NullAuditor(),
-        )
+        settings = self.settings.model_copy(update={"profile_enforcement": "declared"})
+        return Repository.internal(ResourceStore(self.database), settings, "tests")
 
 
 async def policy_env(mongodb_url: str, tmp: Path, **overrides: Any) -> AsyncIterator[PolicyEnv]:
@@ -177,14 +168,7 @@ async def policy_env(mongodb_url: str, tmp: Path, **overrides: Any) -> AsyncIter
     database = Database(mongodb_url, settings.db)
     app = create_app(settings, database)
     async with app.router.lifespan_context(app):
-        env_repo = Repository(
-            ResourceStore(database),
-            settings,
-            Unrestricted(system_caller("tests")),
-            load_matrix(),
-            NullAuditor(),
-        )
-        await load_paths(env_repo, [SAMPLES])
+        await load_paths(Repository.internal(ResourceStore(database), settings, "tests"), [SAMPLES])
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
             yield PolicyEnv(app, client, database, settings, load_or_create_dev_key(settings.dev_key_file))

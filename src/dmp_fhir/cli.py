@@ -45,9 +45,6 @@ async def _internal_repository(settings: Settings, job: str) -> AsyncIterator[Re
     """A repository for an internal job (loading, retention purge): explicit, unrestricted,
     audited, never reachable from HTTP."""
     from .audit import AuditTrail
-    from .auth.caller import system_caller
-    from .policy.base import Unrestricted
-    from .policy.matrix import load_matrix
     from .repository import Repository
     from .search.indexes import index_fields
     from .storage import Database, ResourceStore
@@ -57,13 +54,8 @@ async def _internal_repository(settings: Settings, job: str) -> AsyncIterator[Re
     try:
         await database.connect()
         await database.ensure_indexes(index_fields())
-        yield Repository(
-            ResourceStore(database),
-            settings,
-            Unrestricted(system_caller(job)),
-            load_matrix(),
-            AuditTrail(database, base_url=settings.base_url),
-        )
+        trail = AuditTrail(database, base_url=settings.base_url)
+        yield Repository.internal(ResourceStore(database), settings, job, trail)
     finally:
         await database.close()
 

@@ -19,8 +19,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
-from .audit import Auditor, AuditRecord
+from .audit import Auditor, AuditRecord, NullAuditor
 from .audit.events import OUTCOME_MINOR_FAILURE, OUTCOME_SERIOUS_FAILURE
+from .auth.caller import system_caller
 from .config import Settings
 from .errors import (
     BadRequest,
@@ -34,9 +35,9 @@ from .errors import (
 )
 from .jsonpatch import PatchError, apply_patch
 from .mhd import check_find_documents
-from .policy.base import AccessPolicy, WriteAction
+from .policy.base import AccessPolicy, Unrestricted, WriteAction
 from .policy.fields import HIDING_LABELS, policy_fields
-from .policy.matrix import AccessMatrix
+from .policy.matrix import AccessMatrix, load_matrix
 from .profiles import default_conformance
 from .registry import RESOURCE_TYPES, ResourceType
 from .search.cursor import Cursor
@@ -129,6 +130,15 @@ class Repository:
             default_count=settings.default_page_size,
             max_count=settings.max_page_size,
         )
+
+    @classmethod
+    def internal(
+        cls, store: ResourceStore, settings: Settings, job: str, audit: Auditor | None = None
+    ) -> Repository:
+        """A repository for an internal job (sample loading, retention purge, test and benchmark
+        set-up): explicit, unrestricted, never built for an HTTP request. ``audit`` defaults to
+        none (set-up data is not an access)."""
+        return cls(store, settings, Unrestricted(system_caller(job)), load_matrix(), audit or NullAuditor())
 
     # -- audit ------------------------------------------------------------------------
 
