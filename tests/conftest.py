@@ -6,6 +6,7 @@ started for the session (``dmp_fhir.devdb``). Each test module gets a fresh data
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -53,7 +54,16 @@ async def app(mongodb_url: str) -> AsyncIterator[FastAPI]:
     MHD tests run with it on. Its hand-made search population (patients without INS, documents
     about a Group…) is generic FHIR, so the DMP profiles only apply there when ``meta.profile``
     names them; everything else runs in production mode."""
-    settings = make_settings(mongodb_url, require_iti67_parameters=False, profile_enforcement="declared")
+    async with open_access_app(
+        mongodb_url, require_iti67_parameters=False, profile_enforcement="declared"
+    ) as application:
+        yield application
+
+
+@contextlib.asynccontextmanager
+async def open_access_app(mongodb_url: str, **overrides: object) -> AsyncIterator[FastAPI]:
+    """An ``OpenAccess`` app on a fresh database, dropped afterwards."""
+    settings = make_settings(mongodb_url, **overrides)
     database = Database(mongodb_url, settings.db)
     application = create_app(settings, database, access=OpenAccess())
     async with application.router.lifespan_context(application):

@@ -15,12 +15,8 @@ import pytest_asyncio
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
-from dmp_fhir.app import create_app
-from dmp_fhir.policy.access import OpenAccess
-from dmp_fhir.storage import Database
-
 from . import fixtures as fx
-from .conftest import make_settings
+from .conftest import open_access_app
 from .policy_env import PolicyEnv, policy_env
 from .test_policy_writes import document
 
@@ -55,13 +51,9 @@ class Stored:
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def app(mongodb_url: str) -> AsyncIterator[FastAPI]:
-    settings = make_settings(mongodb_url)
-    database = Database(mongodb_url, settings.db)
-    application = create_app(settings, database, access=OpenAccess())
-    async with application.router.lifespan_context(application):
+    """Production settings (ITI-67 rule and DMP profiles on), the policy switched off."""
+    async with open_access_app(mongodb_url) as application:
         yield application
-    await database.client.drop_database(settings.db)
-    await database.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
