@@ -46,7 +46,6 @@ class PlannedEntry:
     resource: dict[str, Any] | None = None
     if_match: int | None = None
     existing: StoredVersion | None = None  # If-None-Exist matched: nothing to write
-    create: bool = False
     result: StoredVersion | None = None
 
 
@@ -181,14 +180,12 @@ async def _resolve_target(repo: Repository, entry: PlannedEntry) -> None:
             if entry.existing is not None:
                 return
         entry.rid = str(uuid.uuid4())
-        entry.create = True
     elif entry.method in ("PUT", "DELETE", "PATCH") and entry.rid is None and entry.query:
         found = await repo.conditional_match(entry.rtype, entry.query)
         if found is not None:
             entry.rid = found.id
         elif entry.method == "PUT":
             entry.rid = str((entry.resource or {}).get("id") or uuid.uuid4())
-            entry.create = True
         elif entry.method == "PATCH":
             raise NotFound(f"No {entry.rtype} matches '{entry.query}'.")
     if entry.method == "PUT" and entry.resource is not None:

@@ -54,7 +54,7 @@ class Settlement:
     """What a reader does with a claimed version: publish, drop, wait, or look again."""
 
     outcome: Outcome | None
-    gone: bool = False  # the journal entry finished meanwhile: re-read the history
+    gone: bool = False  # neither the journal entry nor an outcome exists: nothing left to decide
 
 
 class TransactionJournal:
