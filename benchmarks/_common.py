@@ -7,7 +7,6 @@ import contextlib
 import os
 import statistics
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
 from dmp_fhir.config import Settings
 from dmp_fhir.policy.access import OpenAccess
 from dmp_fhir.storage import Database
+from dmp_fhir.storage.disposable import disposable_name, drop_disposable
 
 BASE = "http://bench/fhir"
 
@@ -43,7 +43,7 @@ def dev_settings(url: str, key_file: Path) -> Settings:
     return Settings.model_validate(
         {
             "mongodb_url": url,
-            "db": f"bench_{uuid.uuid4().hex[:8]}",
+            "db": disposable_name("bench"),
             "base_url": BASE,
             "dev_mode": True,
             "dev_key_file": key_file,
@@ -64,7 +64,7 @@ async def running_app(
 ) -> AsyncIterator[tuple[FastAPI, Database, httpx.AsyncClient]]:
     """The app in-process; ``open_access`` switches the policy off (the reference figure)."""
     settings = Settings.model_validate(
-        {"mongodb_url": url, "db": f"bench_{uuid.uuid4().hex[:8]}", "base_url": BASE, **overrides}
+        {"mongodb_url": url, "db": disposable_name("bench"), "base_url": BASE, **overrides}
     )
     database = Database(url, settings.db)
     app = create_app(settings, database, access=OpenAccess() if open_access else None)
@@ -72,7 +72,7 @@ async def running_app(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
             yield app, database, client
-    await database.client.drop_database(settings.db)
+    await drop_disposable(database.client, settings.db)
     await database.close()
 
 

@@ -27,6 +27,7 @@ from search import load
 
 from dmp_fhir.app import create_app
 from dmp_fhir.storage import Database
+from dmp_fhir.storage.disposable import drop_disposable
 
 
 async def throughput(
@@ -111,7 +112,7 @@ async def main() -> None:
                 )
             events = await database.db["AuditEvent"].count_documents({})
             print(f"audit events written: {events}")
-        await database.client.drop_database(settings.db)
+        await drop_disposable(database.client, settings.db)
         await database.close()
         key_file.unlink(missing_ok=True)
 

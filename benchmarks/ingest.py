@@ -31,6 +31,7 @@ from dmp_fhir.loader import load_paths
 from dmp_fhir.mhd import SourceDocument, provide_bundle
 from dmp_fhir.repository import Repository
 from dmp_fhir.storage import Database, ResourceStore
+from dmp_fhir.storage.disposable import drop_disposable
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 #: pat-001 and pat-004 have Dr Martin as their médecin traitant.
@@ -115,7 +116,7 @@ async def main() -> None:
                     )
             pending = await database.db["_transactions"].count_documents({})
             print(f"journal entries left: {pending}")
-        await database.client.drop_database(settings.db)
+        await drop_disposable(database.client, settings.db)
         await database.close()
         key_file.unlink(missing_ok=True)
 

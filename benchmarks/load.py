@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pymongo import MongoClient
 
 from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
 from dmp_fhir.mhd import SourceDocument, provide_bundle
+from dmp_fhir.storage.disposable import disposable_name, drop_disposable_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (practitioner claims, their PractitionerRole, the patients whose médecin traitant they are)
@@ -171,7 +173,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_server(key_file: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(key_file: Path, db: str) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     base = f"http://127.0.0.1:{port}/fhir"
     env = {
@@ -180,7 +182,7 @@ def _start_server(key_file: Path) -> tuple[subprocess.Popen[bytes], str]:
         "DMP_FHIR_BASE_URL": base,
         "DMP_FHIR_DEV_MODE": "true",
         "DMP_FHIR_DEV_KEY_FILE": str(key_file),
-        "DMP_FHIR_DB": f"load_{uuid.uuid4().hex[:8]}",
+        "DMP_FHIR_DB": db,
         "DMP_FHIR_LOG_LEVEL": "warning",
     }
     args = [sys.executable, "-m", "dmp_fhir.cli", "serve", "--load", str(ROOT / "samples")]
@@ -213,11 +215,12 @@ def main() -> None:
     args = parser.parse_args()
     key_file = args.key_file or Path(tempfile.gettempdir()) / f"dmp-load-key-{uuid.uuid4().hex[:6]}.json"
     server = None
+    db = disposable_name("load")
     if args.url:
         base = args.url.rstrip("/")
     else:
         load_or_create_dev_key(key_file)
-        server, base = _start_server(key_file)
+        server, base = _start_server(key_file, db)
     key = load_or_create_dev_key(key_file)
     memory: list[int] = []
     try:
@@ -239,6 +242,9 @@ def main() -> None:
                 server.wait(30)
             except subprocess.TimeoutExpired:
                 server.kill()
+            if os.environ.get("MONGODB_URL"):  # an --ephemeral embedded engine leaves nothing behind
+                with MongoClient(os.environ["MONGODB_URL"]) as client:
+                    drop_disposable_sync(client, db)
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
     for result in results:

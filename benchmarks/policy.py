@@ -29,6 +29,7 @@ from search import TYPES, load, stored
 from dmp_fhir.app import create_app
 from dmp_fhir.policy.access import OpenAccess
 from dmp_fhir.storage import Database
+from dmp_fhir.storage.disposable import drop_disposable
 
 
 def consent(pid: int) -> dict[str, Any]:
@@ -133,7 +134,7 @@ async def main() -> None:
                     f"{'':<44} ratio to no policy p50 {stats.pct(50) / reference.pct(50):.2f}x  "
                     f"p95 {stats.pct(95) / reference.pct(95):.2f}x"
                 )
-        await database.client.drop_database(settings.db)
+        await drop_disposable(database.client, settings.db)
         await database.close()
         key_file.unlink(missing_ok=True)
 

@@ -15,11 +15,13 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from pymongo import MongoClient
 
 from dmp_fhir.app import create_app
 from dmp_fhir.config import Settings
 from dmp_fhir.policy.access import OpenAccess
 from dmp_fhir.storage import Database
+from dmp_fhir.storage.disposable import disposable_name, drop_disposable
 
 BASE = "http://testserver/fhir"
 
@@ -28,6 +30,7 @@ BASE = "http://testserver/fhir"
 def mongodb_url() -> Iterator[str]:
     url = os.environ.get("MONGODB_URL")
     if url:
+        refuse_server_in_use(url)
         yield url
         return
     from dmp_fhir.devdb import EmbeddedDatabase
@@ -36,10 +39,29 @@ def mongodb_url() -> Iterator[str]:
         yield db.url
 
 
+def refuse_server_in_use(url: str) -> None:
+    """Stop the run before touching a server that holds a production-named database.
+
+    Tests only ever drop the ``test_…`` databases they create, but a server that holds the
+    real record store is no place for them unless its owner says it is disposable.
+    """
+    if os.environ.get("DMP_FHIR_TESTS_MAY_USE_SERVER") == "1":
+        return
+    production = Settings().db
+    with MongoClient(url, serverSelectionTimeoutMS=10_000) as client:
+        names = client.list_database_names()
+    if production in names:
+        pytest.exit(
+            f"MONGODB_URL holds a database named {production!r} (DMP_FHIR_DB): refusing to run the "
+            "tests against a server in use. Set DMP_FHIR_TESTS_MAY_USE_SERVER=1 if it is disposable.",
+            returncode=2,
+        )
+
+
 def make_settings(mongodb_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "mongodb_url": mongodb_url,
-        "db": f"test_{uuid.uuid4().hex[:12]}",
+        "db": disposable_name("test"),
         "base_url": BASE,
     }
     values.update(overrides)
@@ -68,7 +90,7 @@ async def open_access_app(mongodb_url: str, **overrides: object) -> AsyncIterato
     application = create_app(settings, database, access=OpenAccess())
     async with application.router.lifespan_context(application):
         yield application
-    await database.client.drop_database(settings.db)
+    await drop_disposable(database.client, settings.db)
     await database.close()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pymongo import MongoClient
 from dmp_fhir.app import create_app
 from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
 from dmp_fhir.config import Settings
+from dmp_fhir.storage.disposable import disposable_name, drop_disposable_sync
 
 
 @dataclass
@@ -48,7 +48,7 @@ def live_server(mongodb_url: str, tmp: Path, **overrides: Any) -> Iterator[LiveS
     base = f"http://127.0.0.1:{port}/fhir"
     values: dict[str, Any] = {
         "mongodb_url": mongodb_url,
-        "db": f"test_{uuid.uuid4().hex[:12]}",
+        "db": disposable_name("test"),
         "base_url": base,
         "dev_mode": True,
         "dev_key_file": tmp / "dev-key.json",
@@ -77,4 +77,4 @@ def live_server(mongodb_url: str, tmp: Path, **overrides: Any) -> Iterator[LiveS
         server.should_exit = True
         thread.join(timeout=30)
         with MongoClient(mongodb_url) as client:
-            client.drop_database(settings.db)
+            drop_disposable_sync(client, settings.db)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from dmp_fhir.config import Settings
 from dmp_fhir.loader import load_paths
 from dmp_fhir.repository import Repository
 from dmp_fhir.storage import Database, ResourceStore
+from dmp_fhir.storage.disposable import disposable_name, drop_disposable
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 BASE = "http://testserver/fhir"
@@ -157,7 +157,7 @@ async def policy_env(mongodb_url: str, tmp: Path, **overrides: Any) -> AsyncIter
     settings = Settings.model_validate(
         {
             "mongodb_url": mongodb_url,
-            "db": f"test_{uuid.uuid4().hex[:12]}",
+            "db": disposable_name("test"),
             "base_url": BASE,
             "dev_mode": True,
             "dev_key_file": tmp / "dev-key.json",
@@ -172,5 +172,5 @@ async def policy_env(mongodb_url: str, tmp: Path, **overrides: Any) -> AsyncIter
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
             yield PolicyEnv(app, client, database, settings, load_or_create_dev_key(settings.dev_key_file))
-    await database.client.drop_database(settings.db)
+    await drop_disposable(database.client, settings.db)
     await database.close()

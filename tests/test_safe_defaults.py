@@ -23,6 +23,7 @@ from dmp_fhir.logs import QUIET_LIBRARIES, JsonFormatter, configure_logging
 from dmp_fhir.mhd import sha1_base64
 from dmp_fhir.policy.access import OpenAccess
 from dmp_fhir.storage import Database
+from dmp_fhir.storage.disposable import drop_disposable
 
 from . import fixtures as fx
 from .conftest import BASE, make_settings
@@ -61,7 +62,7 @@ async def make_client(mongodb_url: str) -> AsyncIterator[Any]:
     yield build
     for _, database, lifespan in opened:
         await lifespan.__aexit__(None, None, None)
-        await database.client.drop_database(database.db.name)
+        await drop_disposable(database.client, database.db.name)
         await database.close()
 
 

@@ -22,6 +22,7 @@ from pymongo.collection import Collection
 from dmp_fhir.search.extract import extract_search_fields
 from dmp_fhir.search.filters import build_or_filter
 from dmp_fhir.search.params import get_param
+from dmp_fhir.storage.disposable import disposable_name, drop_disposable_sync
 
 from .search_samples import BASE, CONF, INS_NIR, IS_ARCHIVED, LOINC, V2_0203, document_reference, patient
 
@@ -135,7 +136,7 @@ def collections(server_url: str) -> Iterator[dict[str, Collection[dict[str, Any]
     """One uniquely named collection per resource type, loaded once, dropped at the end."""
     client: MongoClient[dict[str, Any]] = MongoClient(server_url, tz_aware=True,
                                                       serverSelectionTimeoutMS=10_000)  # fmt: skip
-    db = client[f"test_search_filters_{uuid.uuid4().hex[:10]}"]
+    db = client[disposable_name("test", "search_filters")]
     out: dict[str, Collection[dict[str, Any]]] = {}
     for rtype, rows in (("DocumentReference", DOCUMENTS), ("Patient", PATIENTS)):
         coll = db[f"{rtype}_{uuid.uuid4().hex[:6]}"]
@@ -144,7 +145,7 @@ def collections(server_url: str) -> Iterator[dict[str, Collection[dict[str, Any]
     try:
         yield out
     finally:
-        client.drop_database(db.name)
+        drop_disposable_sync(client, db.name)
         client.close()
 
 

@@ -23,6 +23,7 @@ from pymongo import AsyncMongoClient
 from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
 from dmp_fhir.errors import Conflict
 from dmp_fhir.storage import Database, ResourceStore
+from dmp_fhir.storage.disposable import disposable_name, drop_disposable
 from dmp_fhir.storage.journal import OUTCOMES, TRANSACTIONS
 from dmp_fhir.storage.store import PlannedWrite
 
@@ -226,7 +227,7 @@ async def test_transaction_and_patch_are_in_the_capability_statement(client: htt
 
 @pytest.fixture
 async def store(mongodb_url: str) -> Any:
-    database = Database(mongodb_url, f"test_{uuid.uuid4().hex[:12]}")
+    database = Database(mongodb_url, disposable_name("test", "journal"))
     await database.connect()
     from dmp_fhir.search.indexes import index_fields
 
@@ -234,7 +235,7 @@ async def store(mongodb_url: str) -> Any:
     try:
         yield ResourceStore(database)
     finally:
-        await database.client.drop_database(database.db.name)
+        await drop_disposable(database.client, database.db.name)
         await database.close()
 
 
@@ -385,7 +386,7 @@ class ServerProcess:
 async def test_sigkill_mid_transaction_leaves_all_or_nothing(
     mongodb_url: str, tmp_path: Path, kill_when: str
 ) -> None:
-    db_name = f"test_crash_{uuid.uuid4().hex[:10]}"
+    db_name = disposable_name("test", "crash")
     key_file = tmp_path / "dev-key.json"
     server = ServerProcess(mongodb_url, db_name, key_file)
     await server.start()
@@ -454,7 +455,7 @@ async def test_sigkill_mid_transaction_leaves_all_or_nothing(
     finally:
         if server.process and server.process.poll() is None:
             server.kill()
-        await raw.drop_database(db_name)
+        await drop_disposable(raw, db_name)
         await raw.close()
 
 

@@ -13,7 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Everything a deployment may change; defaults suit a developer machine."""
 
-    model_config = SettingsConfigDict(env_prefix="DMP_FHIR_", extra="ignore")
+    # populate_by_name: ``Settings(db=...)`` must mean what it says (a test asking for its own
+    # database and silently getting the production one would drop it); forbid: a misspelt
+    # setting is an error, not a default.
+    model_config = SettingsConfigDict(env_prefix="DMP_FHIR_", extra="forbid", populate_by_name=True)
 
     mongodb_url: str | None = Field(
         default=None,
