@@ -90,6 +90,22 @@ class Settings(BaseSettings):
         description="Accept tokens signed by the local development key (``dmp-fhir token``).",
     )
     dev_key_file: Path = Path(".cache/dev-signing-key.json")
+    max_token_lifetime_seconds: int = Field(
+        default=3600,
+        gt=0,
+        description="Longest validity a token may claim (exp - iat); a longer one is refused (401).",
+    )
+    token_leeway_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=300,
+        description="Tolerance on clocks for exp, iat and nbf (at most 5 minutes).",
+    )
+    jwks_refresh_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="An unknown kid re-fetches the JWKS URL at most once per this interval.",
+    )
 
     @property
     def base_path(self) -> str:

@@ -7,12 +7,15 @@ What is checked, in order, and why:
 2. ``alg`` is RS256 or ES256 *only*: no ``none``, no HMAC (an HS256 token "signed" with the
    public key is the classic confusion attack), and the key's own algorithm must match.
 3. ``kid`` selects the key: the JWKS file (``DMP_FHIR_JWKS_FILE``), then the JWKS URL
-   (``DMP_FHIR_JWKS_URL``, cached, refreshed at most every 30 s for an unknown kid). The
+   (``DMP_FHIR_JWKS_URL``, cached 5 min, re-fetched for an unknown kid at most once per
+   ``DMP_FHIR_JWKS_REFRESH_SECONDS``, see ``jwks.py``). The
    reserved kid ``dmp-fhir-dev`` always means the local development key, accepted only when
    ``DMP_FHIR_DEV_MODE`` is true — never from a JWKS, so a dev key leaked into production
    configuration still opens nothing. A token without ``kid`` is refused.
-4. Signature, then ``exp``/``iat``/``nbf`` (30 s leeway), ``iss`` (``DMP_FHIR_ISSUER``),
-   ``aud`` (``DMP_FHIR_AUDIENCE``, default the base URL); ``exp iat iss aud sub`` required.
+4. Signature, then ``exp``/``iat``/``nbf`` (``DMP_FHIR_TOKEN_LEEWAY_SECONDS``, 30 s), ``iss``
+   (``DMP_FHIR_ISSUER``), ``aud`` (``DMP_FHIR_AUDIENCE``, default the base URL); ``exp iat iss
+   aud sub`` required; ``exp - iat`` at most ``DMP_FHIR_MAX_TOKEN_LIFETIME_SECONDS`` (1 h): a
+   stolen long-lived token would otherwise open the records for years.
 5. The claims' types and shapes, and the ``Caller`` (table in ``claims.py``).
 
 Every failure is a 401 carrying an RFC 6750 challenge; nothing the client sends can cause
@@ -27,15 +30,15 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..config import Settings
 from ..errors import Unauthorized
 from .caller import Caller
 from .claims import ClaimError, caller_from_claims
+from .jwks import JwksUnavailable, RemoteJwks, VerificationKey, parse_jwks, url_fetcher, usable_key
 from .signing import ALLOWED_ALGORITHMS, DEV_KID, load_or_create_dev_key, mint_token, public_jwk
 
 __all__ = ["DEV_KID", "TokenVerifier", "load_jwks_file", "load_or_create_dev_key", "mint_token"]
@@ -43,7 +46,6 @@ __all__ = ["DEV_KID", "TokenVerifier", "load_jwks_file", "load_or_create_dev_key
 log = logging.getLogger(__name__)
 
 REALM = "dmp-fhir"
-LEEWAY_S = 30
 MAX_AUTHORIZATION_CHARS = 16 * 1024
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
 _JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -58,11 +60,6 @@ _DESCRIPTIONS: list[tuple[type[Exception], str]] = [
     (jwt.InvalidKeyError, "the signing key is unusable"),
     (jwt.DecodeError, "the token is malformed"),
 ]
-
-
-class VerificationKey(NamedTuple):
-    algorithm: str  # RS256 or ES256
-    key: Any  # a cryptography public key
 
 
 def invalid_token(description: str) -> Unauthorized:
@@ -81,18 +78,6 @@ def authentication_required(reason: str) -> Unauthorized:
     return Unauthorized(reason, headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'})
 
 
-def _usable(jwk: jwt.PyJWK) -> VerificationKey | None:
-    """RS256/ES256 keys only, reduced to their public part."""
-    if jwk.algorithm_name not in ALLOWED_ALGORITHMS:
-        return None
-    key = jwk.key
-    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        key = key.public_key()
-    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        return None
-    return VerificationKey(jwk.algorithm_name, key)
-
-
 def load_jwks_file(path: Path) -> dict[str, VerificationKey]:
     """kid → key, from a JWKS file. Unusable entries are skipped with a warning; an
     unreadable file is a configuration error (raised at start-up, not per request)."""
@@ -100,27 +85,7 @@ def load_jwks_file(path: Path) -> dict[str, VerificationKey]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"DMP_FHIR_JWKS_FILE {path}: cannot read a JWKS ({exc})") from exc
-    entries = data.get("keys") if isinstance(data, dict) else None
-    if not isinstance(entries, list):
-        raise ValueError(f"DMP_FHIR_JWKS_FILE {path}: not a JWKS (no 'keys' list)")
-    keys: dict[str, VerificationKey] = {}
-    for entry in entries:
-        kid = entry.get("kid") if isinstance(entry, dict) else None
-        if not isinstance(entry, dict) or not isinstance(kid, str) or not kid or kid == DEV_KID:
-            log.warning("%s: skipping a key without kid (or with the reserved kid %s)", path, DEV_KID)
-            continue
-        if entry.get("use", "sig") != "sig":
-            continue
-        try:
-            usable = _usable(jwt.PyJWK(public_jwk(entry)))
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            log.warning("%s: skipping key %s: %s", path, kid, exc)
-            continue
-        if usable is None:
-            log.warning("%s: skipping key %s: only RS256 and ES256 keys are accepted", path, kid)
-            continue
-        keys[kid] = usable
-    return keys
+    return parse_jwks(data, f"DMP_FHIR_JWKS_FILE {path}")
 
 
 class TokenVerifier:
@@ -131,17 +96,21 @@ class TokenVerifier:
         self.audience = settings.token_audience
         self.base_url = settings.base_url
         self.dev_mode = settings.dev_mode
+        self.max_lifetime = settings.max_token_lifetime_seconds
+        self.leeway = settings.token_leeway_seconds
         self._file_keys = load_jwks_file(settings.jwks_file) if settings.jwks_file else {}
-        if jwks_client is None and settings.jwks_url:
-            jwks_client = jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300, timeout=5)
-        self._jwks_client = jwks_client
+        self.remote_jwks: RemoteJwks | None = None
+        if jwks_client is not None or settings.jwks_url:
+            fetch = jwks_client.fetch_data if jwks_client else url_fetcher(str(settings.jwks_url))
+            source = f"DMP_FHIR_JWKS_URL {jwks_client.uri if jwks_client else settings.jwks_url}"
+            self.remote_jwks = RemoteJwks(fetch, source, refresh_interval=settings.jwks_refresh_seconds)
         self._dev_key: VerificationKey | None = None
         if settings.dev_mode:
-            self._dev_key = _usable(jwt.PyJWK(public_jwk(load_or_create_dev_key(settings.dev_key_file))))
+            self._dev_key = usable_key(jwt.PyJWK(public_jwk(load_or_create_dev_key(settings.dev_key_file))))
             log.warning(
                 "Development mode: tokens signed by %s (kid %s) are accepted.", settings.dev_key_file, DEV_KID
             )
-        if not (self._file_keys or self._jwks_client or self._dev_key):
+        if not (self._file_keys or self.remote_jwks or self._dev_key):
             log.warning(
                 "No token signing keys configured (DMP_FHIR_JWKS_FILE, DMP_FHIR_JWKS_URL "
                 "or DMP_FHIR_DEV_MODE): every request will be refused."
@@ -196,13 +165,17 @@ class TokenVerifier:
             algorithms=[algorithm],
             audience=self.audience,
             issuer=self.issuer,
-            leeway=LEEWAY_S,
+            leeway=self.leeway,
             options={"require": REQUIRED_CLAIMS},
         )
         # Also enforced by recent PyJWT; kept explicit so older versions cannot regress it.
-        iat = claims["iat"]
-        if isinstance(iat, int | float) and iat > time.time() + LEEWAY_S:
+        iat, exp = claims["iat"], claims["exp"]
+        if isinstance(iat, int | float) and iat > time.time() + self.leeway:
             raise invalid_token("the token is not yet valid (iat/nbf in the future)")
+        if isinstance(iat, int | float) and isinstance(exp, int | float) and exp - iat > self.max_lifetime:
+            raise invalid_token(
+                f"the token's lifetime (exp - iat) exceeds the maximum of {self.max_lifetime} s"
+            )
         return claims
 
     def _key_for(self, kid: str) -> VerificationKey:
@@ -213,14 +186,12 @@ class TokenVerifier:
                 )
             return self._dev_key
         key = self._file_keys.get(kid)
-        if key is None and self._jwks_client is not None:
+        if key is None and self.remote_jwks is not None:
             try:
-                key = _usable(self._jwks_client.get_signing_key(kid))
-            except jwt.PyJWKClientConnectionError as exc:
+                key = self.remote_jwks.key(kid)
+            except JwksUnavailable as exc:
                 log.warning("Cannot fetch the JWKS: %s", exc)
                 raise invalid_token("the signing keys could not be fetched") from None
-            except jwt.PyJWTError:
-                key = None
         if key is None:
             raise invalid_token("unknown signing key (kid)")
         return key
