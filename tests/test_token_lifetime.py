@@ -65,7 +65,9 @@ def test_remote_jwks_refreshes_on_unknown_kid_at_most_once_per_interval() -> Non
     second = private_jwk(ec.generate_private_key(ec.SECP256R1()), "k2")
     published: list[dict[str, Any]] = [public_jwk(first)]
     clock = FakeClock()
-    jwks = RemoteJwks(lambda: {"keys": list(published)}, "test", refresh_interval=30, lifespan=300, clock=clock)
+    jwks = RemoteJwks(
+        lambda: {"keys": list(published)}, "test", refresh_interval=30, lifespan=300, clock=clock
+    )
     assert jwks.key("k1") is not None and jwks.fetches == 1
     published.append(public_jwk(second))  # rotation: the provider publishes k2
     clock.now += 10

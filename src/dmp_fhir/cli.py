@@ -6,12 +6,17 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
+
+import uvicorn
 
 from .auth.cli import add_token_command
 from .config import Settings, get_settings
@@ -23,21 +28,60 @@ if TYPE_CHECKING:
 log = logging.getLogger("dmp_fhir")
 
 
-def _database_url(settings: Settings, stack: ExitStack, *, persistent: bool) -> str:
-    """``MONGODB_URL`` when set; otherwise an embedded FerretDB started for this command."""
+DEV_DATA_DIR = Path(".cache/devdb")
+
+
+class CommandError(Exception):
+    """A failure the user can act on: printed as one line, exit status 1."""
+
+
+def _database_url(settings: Settings, stack: ExitStack, *, persistent: bool, serving: bool = False) -> str:
+    """``MONGODB_URL`` when set; else the embedded database of a ``dmp-fhir serve`` running
+    beside us (``devstate``); else an embedded FerretDB started for this command."""
     if settings.mongodb_url:
         return settings.mongodb_url
     from .devdb import EmbeddedDatabase
+    from .devstate import remove_state, running_server, write_state
 
-    data_dir = Path(".cache/devdb") if persistent else None
-    embedded = stack.enter_context(EmbeddedDatabase(data_dir=data_dir))
+    data_dir = DEV_DATA_DIR if persistent else None
+    if data_dir is not None:
+        running = running_server(data_dir)
+        if running is not None and serving:
+            raise CommandError(
+                f"another 'dmp-fhir serve' (pid {running.pid}) already runs on the embedded database "
+                f"of {data_dir}: stop it first, or use --ephemeral"
+            )
+        if running is not None:
+            log.info("using the embedded database of the server running beside us (pid %d) at %s",
+                     running.pid, running.url)  # fmt: skip
+            return running.url
+    try:
+        embedded = stack.enter_context(EmbeddedDatabase(data_dir=data_dir))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(
+            f"cannot start the embedded database ({first}); is another process using {data_dir}? "
+            "Set MONGODB_URL to use a MongoDB server instead"
+            if data_dir is not None
+            else f"cannot start the embedded database ({first})"
+        ) from None
     log.warning(
         "MONGODB_URL is not set: using an embedded FerretDB (%s backend) at %s — "
         "for development and demos only.",
         embedded.backend,
         embedded.url,
     )
+    if serving and data_dir is not None:
+        write_state(data_dir, embedded.url)
+        stack.callback(remove_state, data_dir)  # runs before the database stops (LIFO)
+    stack.callback(_ignore_stop_signals)  # runs first: a second Ctrl-C cannot cut the clean-up short
     return embedded.url
+
+
+def _ignore_stop_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 @contextlib.asynccontextmanager
@@ -69,14 +113,31 @@ async def _load(settings: Settings, paths: Sequence[Path]) -> int:
     return 1 if counts.get("failed") else 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus one thing: after a graceful shutdown on SIGTERM or SIGINT,
+    uvicorn raises the signal again, which kills the process before ``cmd_serve`` stops the
+    embedded database (FerretDB and PostgreSQL were left running). This one only records it."""
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
     from .app import create_app
 
     settings = get_settings()
     with ExitStack() as stack:
-        url = _database_url(settings, stack, persistent=not args.ephemeral)
+        url = _database_url(settings, stack, persistent=not args.ephemeral, serving=True)
         settings = settings.model_copy(update={"mongodb_url": url})
         if args.load:
             status = asyncio.run(_load(settings, args.load))
@@ -85,7 +146,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host = args.host or settings.host
         port = args.port or settings.port
         print(f"dmp-fhir serving {settings.base_url} (listening on {host}:{port})", flush=True)
-        uvicorn.run(
+        config = uvicorn.Config(
             create_app(settings),
             host=host,
             port=port,
@@ -94,7 +155,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,  # our access log omits query values (dmp_fhir.rest.middleware)
             server_header=False,
             proxy_headers=False,
+            timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
         )
+        server = _Server(config)
+        server.run()
+        if not server.started:
+            return 1  # the application failed to start (logged)
     return 0
 
 
@@ -116,14 +182,25 @@ async def _verify_audit(settings: Settings) -> int:
         report = await AuditTrail(database, base_url=settings.base_url).verify()
     finally:
         await database.close()
-    if report.ok:
+    if report.chain_ok:
         print(f"audit chain intact: {report.checked} events; head {report.head}")
-        return 0
-    print(
-        f"audit chain BROKEN at event #{report.broken_at} (AuditEvent/{report.event_id}): "
-        f"{report.reason}; {report.checked} events before it are intact"
-    )
-    return 1
+    else:
+        print(
+            f"audit chain BROKEN at event #{report.broken_at} (AuditEvent/{report.event_id}): "
+            f"{report.reason}; {report.checked} events before it are intact"
+        )
+    for difference in report.served:
+        print(f"served copy wrong: {difference}")
+    if report.served_problems > len(report.served):
+        print(f"... {report.served_problems - len(report.served)} more served copies wrong")
+    if report.served_problems:
+        print(
+            f"{report.served_problems} served AuditEvent(s) differ from the log: what patients "
+            "read is not what was recorded (a restart of the server restores them from the log)"
+        )
+    else:
+        print(f"served copies: all {report.checked} match the log")
+    return 0 if report.ok else 1
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -207,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM outside uvicorn's own handling (start-up, loading, the CLI's jobs): unwind like
+    Ctrl-C does, so that ``ExitStack`` stops the embedded database."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.func is cmd_serve:
@@ -214,7 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level, json=settings.log_json)
     else:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result: int = args.func(args)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result: int = args.func(args)
+    except CommandError as exc:
+        print(f"dmp-fhir: {exc}", file=sys.stderr)
+        return 1
     return result
 
 

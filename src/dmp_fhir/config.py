@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         ge=0,
         description="The occupational-health section is kept this long after the last visit.",
     )
+    shutdown_timeout_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="On SIGTERM/SIGINT, how long in-flight requests may take to finish before the "
+        "connections are closed (then the audit writer flushes and the embedded database stops).",
+    )
     log_json: bool = Field(default=True, description="One JSON object per log line (else plain text).")
 
     # -- HTTP hardening (dmp_fhir.rest.middleware) ----------------------------------------

@@ -5,8 +5,8 @@ concurrent requests produced meanwhile): under load the cost per event falls, an
 never lost because the answer waits for it. One writer task per process chains the events;
 across processes the unique ``_seq`` index decides, and a loser re-reads the head and re-chains.
 Events go to ``AuditEvent_history`` first (the append-only log the chain covers), then to the
-``AuditEvent`` collection that reads and searches use; start-up copies anything a crash left
-only in the log.
+``AuditEvent`` collection that reads and searches use; start-up makes every served copy equal
+its log entry again (a crash between the two writes, or a copy deleted or altered by hand).
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ..search.extract import extract_search_fields
 from ..storage import Database
+from ..storage.audit_copies import compare
 from ..storage.audit_log import AuditLog, ChainConflict
 from ..storage.store import now_utc
 from .chain import GENESIS, ChainReport, event_hash, verify_chain
@@ -56,9 +58,16 @@ class AuditTrail:
 
     async def start(self) -> None:
         await self.log.ensure_index()
-        copied = await self.log.repair()
-        if copied:
-            log.warning("audit: %d events found only in the log were restored", copied)
+        repaired = await self.log.repair()
+        if repaired.restored:
+            log.warning("audit: %d served events missing were restored from the log (#%s)",
+                        len(repaired.restored), _seqs(repaired.restored))  # fmt: skip
+        if repaired.rewritten:
+            log.warning("audit: %d served events that differed from the log were rewritten (#%s)",
+                        len(repaired.rewritten), _seqs(repaired.rewritten))  # fmt: skip
+        if repaired.removed:
+            log.warning("audit: %d served events absent from the log were removed: %s",
+                        len(repaired.removed), ", ".join(repaired.removed[:20]))  # fmt: skip
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def stop(self) -> None:
@@ -164,7 +173,24 @@ class AuditTrail:
         raise RuntimeError("could not append to the audit chain (too much contention)")
 
     async def verify(self) -> ChainReport:
-        return await verify_chain(self.log.in_order(), await self.log.served_copies())
+        """The chain, and every served copy against its log entry. A difference is confirmed
+        by reading both again, so events written while ``verify`` runs are not reported."""
+        report = await verify_chain(self.log.in_order(), await self.log.served_copies())
+        confirmed = []
+        for difference in report.served:
+            entry, copy = await self.log.entry_and_copy(difference.event_id)
+            if entry is None and copy is None:
+                continue
+            if entry is not None and entry.get("_seq") == difference.seq and compare(entry, copy) is None:
+                continue
+            confirmed.append(difference)
+        dropped = len(report.served) - len(confirmed)
+        return replace(report, served=tuple(confirmed), served_problems=report.served_problems - dropped)
+
+
+def _seqs(seqs: list[int], limit: int = 20) -> str:
+    shown = ", ".join(str(s) for s in seqs[:limit])
+    return shown + (", …" if len(seqs) > limit else "")
 
 
 def _scrub(value: Any) -> Any:

@@ -116,7 +116,9 @@ class RemoteJwks:
             if not keep_stale:
                 self._fetched_at = float("-inf")  # nothing cached: try again on the next token
                 raise JwksUnavailable(f"{self.source}: {exc}") from exc
-            log.warning("%s: cannot refresh the JWKS (%s); keeping the keys fetched earlier", self.source, exc)
+            log.warning(
+                "%s: cannot refresh the JWKS (%s); keeping the keys fetched earlier", self.source, exc
+            )
 
 
 def url_fetcher(url: str, timeout: float = 5.0) -> Callable[[], Any]:

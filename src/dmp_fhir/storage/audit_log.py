@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from .audit_copies import compare, served_form
 from .database import Database
+
+log = logging.getLogger(__name__)
 
 LOG = "AuditEvent_history"
 SERVED = "AuditEvent"
+REPAIR_BATCH = 500
+
+
+@dataclass(slots=True)
+class RepairResult:
+    """What ``AuditLog.repair`` did: ``_seq`` of each restored copy, ids of removed copies."""
+
+    restored: list[int] = field(default_factory=list)  # missing copies written again
+    rewritten: list[int] = field(default_factory=list)  # altered copies replaced
+    removed: list[str] = field(default_factory=list)  # served events the log does not hold
+
+    def __len__(self) -> int:
+        return len(self.restored) + len(self.rewritten) + len(self.removed)
+
+
+def _only_duplicates(exc: BulkWriteError) -> bool:
+    errors = exc.details.get("writeErrors", [])
+    return bool(errors) and all(e.get("code") == 11000 for e in errors)
 
 
 class ChainConflict(Exception):
@@ -47,26 +70,66 @@ class AuditLog:
             raise ChainConflict(0) from None
 
     async def serve(self, chained: list[dict[str, Any]]) -> None:
-        if chained:
-            await self.db[SERVED].insert_many([{**doc, "_id": doc["_rid"]} for doc in chained], ordered=False)
+        if not chained:
+            return
+        try:
+            await self.db[SERVED].insert_many([served_form(doc) for doc in chained], ordered=False)
+        except BulkWriteError as exc:
+            # A start-up repair in another process copied it from the log first: same content.
+            if not _only_duplicates(exc):
+                raise
 
-    async def repair(self) -> int:
-        """Copy to the served collection what a crash left only in the log."""
-        cursor = self.db[SERVED].find({}, {"_seq": 1}).sort("_seq", DESCENDING).limit(1)
-        served = await cursor.to_list(1)
-        last = int(served[0]["_seq"]) if served and "_seq" in served[0] else 0
-        copied = 0
-        async for doc in self.db[LOG].find({"_seq": {"$gt": last}}).sort("_seq", ASCENDING):
-            try:
-                await self.db[SERVED].insert_one({**doc, "_id": doc["_rid"]})
-                copied += 1
-            except DuplicateKeyError:
+    async def repair(self) -> RepairResult:
+        """Make every served copy equal its log entry: restore missing copies, rewrite altered
+        ones (``audit_copies.py``), remove served events the log does not hold. Walks the whole
+        log in batches (memory stays bounded), so a copy deleted long ago is restored too."""
+        result = RepairResult()
+        in_log: set[str] = set()
+        batch: list[dict[str, Any]] = []
+        async for doc in self.db[LOG].find({}).sort("_seq", ASCENDING):
+            batch.append(doc)
+            if len(batch) >= REPAIR_BATCH:
+                await self._repair_batch(batch, result, in_log)
+                batch = []
+        await self._repair_batch(batch, result, in_log)
+        async for doc in self.db[SERVED].find({}, {"_id": 1}):
+            rid = str(doc["_id"])
+            # Not seen in the walk: written since (the log always comes first), or forged.
+            if rid not in in_log and await self.db[LOG].find_one({"_rid": rid}, {"_id": 1}) is None:
+                await self.db[SERVED].delete_one({"_id": doc["_id"]})
+                result.removed.append(rid)
+        return result
+
+    async def _repair_batch(
+        self, batch: list[dict[str, Any]], result: RepairResult, in_log: set[str]
+    ) -> None:
+        if not batch:
+            return
+        ids = [doc["_rid"] for doc in batch]
+        in_log.update(str(rid) for rid in ids)
+        served = {doc["_id"]: doc async for doc in self.db[SERVED].find({"_id": {"$in": ids}})}
+        for doc in batch:
+            copy = served.get(doc["_rid"])
+            if compare(doc, copy) is None:
                 continue
-        return copied
+            if copy is None:
+                try:
+                    await self.db[SERVED].insert_one(served_form(doc))
+                except DuplicateKeyError:  # the writer served it meanwhile (same content)
+                    continue
+                result.restored.append(int(doc["_seq"]))
+            else:
+                await self.db[SERVED].replace_one({"_id": doc["_rid"]}, served_form(doc))
+                result.rewritten.append(int(doc["_seq"]))
 
     async def in_order(self) -> AsyncIterator[dict[str, Any]]:
         async for doc in self.db[LOG].find({}).sort("_seq", ASCENDING):
             yield doc
 
     async def served_copies(self) -> dict[str, dict[str, Any]]:
-        return {doc["_rid"]: doc async for doc in self.db[SERVED].find({})}
+        """id → served copy (keyed by ``_id``, which a tampered ``_rid`` does not move)."""
+        return {str(doc["_id"]): doc async for doc in self.db[SERVED].find({})}
+
+    async def entry_and_copy(self, rid: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The log entry and the served copy of event ``rid``, read now."""
+        return await self.db[LOG].find_one({"_rid": rid}), await self.db[SERVED].find_one({"_id": rid})
