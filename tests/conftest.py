@@ -23,6 +23,8 @@ from dmp_fhir.policy.access import OpenAccess
 from dmp_fhir.storage import Database
 from dmp_fhir.storage.disposable import disposable_name, drop_disposable
 
+from .keycloak_server import EARLY, Keycloak, running_keycloak
+
 BASE = "http://testserver/fhir"
 
 
@@ -37,6 +39,23 @@ def mongodb_url() -> Iterator[str]:
 
     with EmbeddedDatabase() as db:
         yield db.url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start Keycloak in the background now if a selected test needs it (see EarlyStart)."""
+    if any("keycloak" in getattr(item, "fixturenames", ()) for item in items):
+        EARLY.begin()
+
+
+def pytest_sessionfinish() -> None:
+    EARLY.stop()  # when no test took it (a -x stop before them), or the fixture failed
+
+
+@pytest.fixture(scope="session")
+def keycloak() -> Iterator[Keycloak]:
+    """A real Keycloak with the compose realm (``tests/keycloak_server.py``), started once."""
+    with running_keycloak() as server:
+        yield server
 
 
 def refuse_server_in_use(url: str) -> None:
