@@ -84,7 +84,8 @@ async def test_professional_password_grant_carries_pro_sante_connect_claims(
     assert claims["iss"] == keycloak.issuer and claims["aud"] == AUDIENCE
     assert claims["fhirUser"] == "Practitioner/pra-gp-nguyen"
     assert (claims["profession"], claims["specialty"], claims["rpps"]) == ("10", "SM54", "19999990021")
-    assert claims["SubjectNameID"] == "819999990021"  # PSC's national id (IdNatPs: 8 + RPPS)
+    # PSC's subject is the national id (IdNatPs: 8 + RPPS): the realm's user id.
+    assert claims["sub"] == claims["SubjectNameID"] == "819999990021"
     assert claims["scope"].split() == ["user/*.cruds"]
     caller = TokenVerifier(settings_for(keycloak)).verify(f"Bearer {token}")
     assert caller.kind == "practitioner" and caller.subject == "Practitioner/pra-gp-nguyen"
