@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -55,6 +55,8 @@ def _database_url(settings: Settings, stack: ExitStack, *, persistent: bool, ser
             log.info("using the embedded database of the server running beside us (pid %d) at %s",
                      running.pid, running.url)  # fmt: skip
             return running.url
+    shield = _SignalShield()
+    stack.callback(shield.restore)  # runs last, once the database has stopped
     try:
         embedded = stack.enter_context(EmbeddedDatabase(data_dir=data_dir))
     except RuntimeError as exc:
@@ -74,14 +76,27 @@ def _database_url(settings: Settings, stack: ExitStack, *, persistent: bool, ser
     if serving and data_dir is not None:
         write_state(data_dir, embedded.url)
         stack.callback(remove_state, data_dir)  # runs before the database stops (LIFO)
-    stack.callback(_ignore_stop_signals)  # runs first: a second Ctrl-C cannot cut the clean-up short
+    stack.callback(shield.ignore)  # runs first: a second Ctrl-C cannot cut the clean-up short
     return embedded.url
 
 
-def _ignore_stop_signals() -> None:
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+class _SignalShield:
+    """Ignores SIGINT/SIGTERM while the embedded database stops, then restores the handlers."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._saved: dict[int, Any] = {}
+
+    def ignore(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in self.SIGNALS}
+
+    def restore(self) -> None:
+        for sig, handler in self._saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        self._saved = {}
 
 
 @contextlib.asynccontextmanager
@@ -297,13 +312,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level, json=settings.log_json)
     else:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         result: int = args.func(args)
     except CommandError as exc:
         print(f"dmp-fhir: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return result
 
 
