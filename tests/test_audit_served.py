@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from dmp_fhir.audit import AuditTrail
+from dmp_fhir.cli import _verify_audit
 
 from .policy_env import PolicyEnv, policy_env
 
@@ -49,7 +50,9 @@ async def emergency_access(env: PolicyEnv) -> dict[str, Any]:
     return entry
 
 
-async def test_verify_names_each_wrong_served_copy_and_repair_restores_them(env: PolicyEnv) -> None:
+async def test_verify_names_each_wrong_served_copy_and_repair_restores_them(
+    env: PolicyEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
     trail = AuditTrail(env.database, base_url=env.settings.base_url)
     deleted, altered_s, altered_p = [await emergency_access(env) for _ in range(3)]
     assert {deleted["_rid"], altered_s["_rid"], altered_p["_rid"]} <= set(await break_glass_events(env))
@@ -77,11 +80,23 @@ async def test_verify_names_each_wrong_served_copy_and_repair_restores_them(env:
     assert by_seq[10**9].problem == "a served event that is not in the log"
     assert f"event #{deleted['_seq']} (AuditEvent/{deleted['_rid']})" in str(by_seq[deleted["_seq"]])
 
+    # ``dmp-fhir audit verify`` prints each one and exits 1.
+    assert await _verify_audit(env.settings) == 1
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("audit chain intact: ")
+    assert (
+        f"served copy wrong: event #{altered_p['_seq']} (AuditEvent/{altered_p['_rid']}): "
+        "the served copy differs from the log in _p_patient" in printed
+    )
+    assert printed[-1].startswith("4 served AuditEvent(s) differ from the log")
+
     repaired = await trail.log.repair()  # what AuditTrail.start runs
     assert repaired.restored == [deleted["_seq"]]
     assert sorted(repaired.rewritten) == sorted([altered_s["_seq"], altered_p["_seq"]])
     assert repaired.removed == ["forged-event"]
     assert (await trail.verify()).ok
+    assert await _verify_audit(env.settings) == 0
+    assert "served copies: all" in capsys.readouterr().out
     assert {deleted["_rid"], altered_s["_rid"], altered_p["_rid"]} <= set(await break_glass_events(env))
     assert len(await trail.log.repair()) == 0  # nothing left to do
 
