@@ -53,6 +53,7 @@ class AuditTrail:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._head: tuple[int, str] | None = None
+        self._floor = 0  # a link known to exist: where the search for the head starts
 
     async def start(self) -> None:
         await self.log.ensure_index()
@@ -128,7 +129,7 @@ class AuditTrail:
         remaining = docs
         for _ in range(100):
             if self._head is None:
-                seq, digest = await self.log.head()
+                seq, digest = await self.log.head(at_least=self._floor)
                 self._head = (seq, digest or GENESIS)
             seq, previous = self._head
             chained: list[dict[str, Any]] = []
@@ -156,7 +157,9 @@ class AuditTrail:
             except ChainConflict as conflict:
                 await self.log.serve(chained[: conflict.written])
                 remaining = remaining[conflict.written :]
-                self._head = None  # another process took the next link: re-read the head
+                # Another process took the next link, which therefore exists: look from there.
+                self._floor = self._head[0] + conflict.written + 1
+                self._head = None
                 continue
             self._head = (seq, previous)
             await self.log.serve(chained)
