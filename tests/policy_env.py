@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from pymongo.monitoring import CommandListener
 
 from dmp_fhir.app import create_app
 from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
@@ -150,7 +151,9 @@ class PolicyEnv:
         return Repository.internal(ResourceStore(self.database), settings, "tests")
 
 
-async def policy_env(mongodb_url: str, tmp: Path, **overrides: Any) -> AsyncIterator[PolicyEnv]:
+async def policy_env(
+    mongodb_url: str, tmp: Path, *, listeners: Sequence[CommandListener] = (), **overrides: Any
+) -> AsyncIterator[PolicyEnv]:
     """The samples behind real tokens. The ITI-67 rule (a DocumentReference search names the
     patient and the status) is off unless asked for: the policy tests search in every shape,
     including unfocused ones, to prove the policy's filter holds even where that rule is off."""
@@ -165,7 +168,7 @@ async def policy_env(mongodb_url: str, tmp: Path, **overrides: Any) -> AsyncIter
             **overrides,
         }
     )
-    database = Database(mongodb_url, settings.db)
+    database = Database(mongodb_url, settings.db, listeners=listeners)
     app = create_app(settings, database)
     async with app.router.lifespan_context(app):
         await load_paths(Repository.internal(ResourceStore(database), settings, "tests"), [SAMPLES])

@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from dmp_fhir.audit import AuditTrail
-from dmp_fhir.cli import _verify_audit
+from dmp_fhir.cli import _repair_audit, _verify_audit
 
 from .policy_env import PolicyEnv, policy_env
 
@@ -101,7 +101,9 @@ async def test_verify_names_each_wrong_served_copy_and_repair_restores_them(
     assert len(await trail.log.repair()) == 0  # nothing left to do
 
 
-async def test_a_served_copy_altered_in_its_resource_is_reported(env: PolicyEnv) -> None:
+async def test_a_served_copy_altered_in_its_resource_is_reported(
+    env: PolicyEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
     trail = AuditTrail(env.database, base_url=env.settings.base_url)
     entry = await emergency_access(env)
     served = env.database.db["AuditEvent"]
@@ -110,19 +112,22 @@ async def test_a_served_copy_altered_in_its_resource_is_reported(env: PolicyEnv)
     assert [(d.seq, d.problem) for d in report.served] == [
         (entry["_seq"], "the served copy differs from the log in _p_labels, resource")
     ]
-    await trail.log.repair()
+    assert await _repair_audit(env.settings) == 0  # ``dmp-fhir audit repair``
+    assert "served copies: 0 restored, 1 rewritten, 0 removed" in capsys.readouterr().out
     assert (await trail.verify()).ok
 
 
 async def test_start_up_repairs_an_old_copy_not_only_the_tail(env: PolicyEnv) -> None:
-    """The old repair only copied events past the last served ``_seq``: an early copy deleted
-    stayed deleted. Start-up now restores it."""
+    """The quick start-up repair only walks back from the head while copies are missing: an
+    early copy deleted stayed deleted. The start-up check of every copy restores it."""
     trail = AuditTrail(env.database, base_url=env.settings.base_url)
     first = await env.database.db["AuditEvent_history"].find_one({"_seq": 1})
     assert first is not None
     await env.database.db["AuditEvent"].delete_one({"_id": first["_rid"]})
     await trail.start()
     try:
+        repaired = await trail.repaired()  # the whole-log check runs in the background
+        assert repaired is not None and repaired.restored == [1]
         copy = await env.database.db["AuditEvent"].find_one({"_id": first["_rid"]})
         assert copy is not None and copy["resource"] == first["resource"] and copy["_seq"] == 1
     finally:

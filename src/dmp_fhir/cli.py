@@ -211,18 +211,38 @@ async def _verify_audit(settings: Settings) -> int:
     if report.served_problems:
         print(
             f"{report.served_problems} served AuditEvent(s) differ from the log: what patients "
-            "read is not what was recorded (a restart of the server restores them from the log)"
+            "read is not what was recorded ('dmp-fhir audit repair', or a restart of the server, "
+            "restores them from the log)"
         )
     else:
         print(f"served copies: all {report.checked} match the log")
     return 0 if report.ok else 1
 
 
+async def _repair_audit(settings: Settings) -> int:
+    from .audit import AuditTrail
+    from .storage import Database
+
+    assert settings.mongodb_url
+    database = Database(settings.mongodb_url, settings.db)
+    try:
+        await database.connect()
+        repaired = await AuditTrail(database, base_url=settings.base_url).repair()
+    finally:
+        await database.close()
+    print(
+        f"served copies: {len(repaired.restored)} restored, {len(repaired.rewritten)} rewritten, "
+        f"{len(repaired.removed)} removed (not in the log)"
+    )
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     settings = get_settings()
+    job = _repair_audit if args.action == "repair" else _verify_audit
     with ExitStack() as stack:
         url = _database_url(settings, stack, persistent=True)
-        return asyncio.run(_verify_audit(settings.model_copy(update={"mongodb_url": url})))
+        return asyncio.run(job(settings.model_copy(update={"mongodb_url": url})))
 
 
 async def _purge(settings: Settings, now: datetime) -> int:
@@ -281,8 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     load.set_defaults(func=cmd_load)
 
-    audit = sub.add_parser("audit", help="the audit trail: 'audit verify' checks its hash chain")
-    audit.add_argument("action", choices=["verify"])
+    audit = sub.add_parser(
+        "audit",
+        help="the audit trail: 'audit verify' checks its hash chain and the served copies; "
+        "'audit repair' rewrites missing or altered served copies from the log",
+    )
+    audit.add_argument("action", choices=["verify", "repair"])
     audit.set_defaults(func=cmd_audit)
 
     purge = sub.add_parser(

@@ -8,6 +8,7 @@ the policy's write check against the current state (``_guard``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -37,6 +38,7 @@ from .jsonpatch import PatchError, apply_patch
 from .mhd import check_find_documents
 from .policy.base import AccessPolicy, Unrestricted, WriteAction
 from .policy.fields import HIDING_LABELS, policy_fields
+from .policy.match import evaluate
 from .policy.matrix import AccessMatrix, load_matrix
 from .profiles import default_conformance
 from .registry import RESOURCE_TYPES, ResourceType
@@ -100,6 +102,8 @@ class TransactionWrite:
     validated: bool = False  # already through ``validated`` (the planner checks before MHD rules)
 
 
+_DIRECTORY = frozenset({"Practitioner", "PractitionerRole", "Organization"})
+
 #: A transaction writes documents before what depends on them (Binary, List): their policy
 #: fields and write checks read the document as planned.
 _TRANSACTION_ORDER = {"Patient": 0, "DocumentReference": 1}
@@ -123,6 +127,7 @@ class Repository:
         self.audit = audit
         self._record: AuditRecord | None = None
         self._planned: dict[str, dict[str, Any]] = {}  # a transaction's documents, by Type/id
+        self._directory: dict[str, dict[str, Any] | None] = {}  # directory look-ups of this request
         self.search_engine = SearchEngine(
             store,
             base_url=settings.base_url,
@@ -212,8 +217,15 @@ class Repository:
         if reference in self._planned:
             planned: dict[str, Any] = self._planned[reference]["resource"]
             return planned
+        if rtype in _DIRECTORY and reference in self._directory:
+            return self._directory[reference]
         found = await self.store.read(rtype, rid)
-        return found.resource if found is not None and not found.deleted else None
+        resource = found.resource if found is not None and not found.deleted else None
+        if rtype in _DIRECTORY:
+            # A request does not change the directory it reads: the authors of a transaction's
+            # fifty documents are one look-up, not fifty.
+            self._directory[reference] = resource
+        return resource
 
     @staticmethod
     def _writable(rtype: ResourceType) -> None:
@@ -229,6 +241,9 @@ class Repository:
             return False
         if not scope:
             return True
+        verdict = evaluate(scope, doc)  # the document is at hand: no second round trip
+        if verdict is not None:
+            return verdict
         history = "/" in str(doc["_id"])
         found = await self.store.find(
             rtype,
@@ -341,7 +356,10 @@ class Repository:
     async def _read(self, rtype: ResourceType, rid: str) -> StoredVersion:
         type_name = rtype.name
         self.policy.require(rtype.name, "r")
-        doc = await self.store.read_doc(rtype.name, {"_id": check_id(rid)})
+        # The caller's own facts (a professional's roles) do not depend on the document.
+        doc, _ = await asyncio.gather(
+            self.store.read_doc(rtype.name, {"_id": check_id(rid)}), self.policy.prepare(set())
+        )
         if doc is None:
             raise NotFound(f"{type_name}/{rid} is not known.")
         if doc.get("_deleted"):
@@ -451,6 +469,7 @@ class Repository:
         async with self._audited("create", rtype.name) as record:
             self.policy.require(rtype.name, "c")
             resource = self.validated(body, rtype.name)
+            fresh = rid is None  # a server-assigned id: nothing can refer to it or race for it yet
             new_id = rid or str(uuid.uuid4())
             resource = {**resource, "id": new_id}
             fields = await self._fields(rtype.name, resource)
@@ -463,10 +482,12 @@ class Repository:
                 create_only=True,
                 guard=self._guard(rtype.name, {"_rid": new_id, "resource": resource, **fields}),
                 content=blobs,
+                fresh=fresh,
             )
             record.touched.clear()
             self._note(rtype.name, {"_rid": new_id, "_v": stored.version, **fields})
-            await self._refresh_dependents(rtype.name, new_id)
+            if not fresh:
+                await self._refresh_dependents(rtype.name, new_id)
             return WriteResult(_with_data(stored, resource), created=True)
 
     async def update(
@@ -631,7 +652,7 @@ class Repository:
                 self.policy.require(w.rtype, "d" if w.resource is None else "c" if w.create_only else "u")
                 check_id(w.rid)
             self._planned = {
-                f"{w.rtype}/{w.rid}": {"_rid": w.rid, "resource": w.resource}
+                f"{w.rtype}/{w.rid}": {"_rid": w.rid, "resource": w.resource, "_fresh": w.fresh}
                 for w in ordered
                 if w.resource is not None
             }
@@ -665,6 +686,11 @@ class Repository:
                             w.fresh,
                         )
                     )
+                # The store runs the entries' checks together: the policy's facts about their
+                # patients are read once, before, not once per entry.
+                await self.policy.prepare(
+                    {p.fields["_p_patient"] for p in planned if isinstance(p.fields.get("_p_patient"), str)}
+                )
                 results = await self.store.write_atomically(
                     planned, timeout=self.settings.transaction_timeout_seconds
                 )

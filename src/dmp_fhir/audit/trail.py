@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ..search.extract import extract_search_fields
 from ..storage import Database
 from ..storage.audit_copies import compare
-from ..storage.audit_log import AuditLog, ChainConflict
+from ..storage.audit_log import AuditLog, ChainConflict, RepairResult
 from ..storage.store import now_utc
 from .chain import GENESIS, ChainReport, event_hash, verify_chain
 from .events import AuditRecord, build_audit_event
@@ -55,9 +55,23 @@ class AuditTrail:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._head: tuple[int, str] | None = None
+        self._floor = 0  # a link known to exist: where the search for the head starts
+        self._repair: asyncio.Task[RepairResult] | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, full_repair: bool = True) -> None:
+        """Restore what a crash left only in the log (the newest links: a few lookups) before
+        the first request; then, in the background, check every served copy against the log
+        and repair it (``repair``): a whole-log walk must not delay start-up."""
         await self.log.ensure_index()
+        copied = await self.log.repair_tail()
+        if copied:
+            log.warning("audit: %d events found only in the log were restored", copied)
+        if full_repair:
+            self._repair = asyncio.create_task(self._background_repair(), name="audit-repair")
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def repair(self) -> RepairResult:
+        """Make every served copy equal its log entry (``AuditLog.repair``); log what changed."""
         repaired = await self.log.repair()
         if repaired.restored:
             log.warning("audit: %d served events missing were restored from the log (#%s)",
@@ -68,9 +82,26 @@ class AuditTrail:
         if repaired.removed:
             log.warning("audit: %d served events absent from the log were removed: %s",
                         len(repaired.removed), ", ".join(repaired.removed[:20]))  # fmt: skip
-        self._task = asyncio.create_task(self._run(), name="audit-writer")
+        return repaired
+
+    async def _background_repair(self) -> RepairResult:
+        try:
+            return await self.repair()
+        except Exception:  # the server keeps serving; `dmp-fhir audit verify` will tell
+            log.exception("audit: the start-up check of the served copies failed")
+            raise
+
+    async def repaired(self) -> RepairResult | None:
+        """Wait for the start-up repair (None if there was none); its error, if it failed."""
+        return await self._repair if self._repair is not None else None
 
     async def stop(self) -> None:
+        if self._repair is not None:
+            if not self._repair.done():
+                self._repair.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._repair
+            self._repair = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -137,7 +168,7 @@ class AuditTrail:
         remaining = docs
         for _ in range(100):
             if self._head is None:
-                seq, digest = await self.log.head()
+                seq, digest = await self.log.head(at_least=self._floor)
                 self._head = (seq, digest or GENESIS)
             seq, previous = self._head
             chained: list[dict[str, Any]] = []
@@ -165,7 +196,9 @@ class AuditTrail:
             except ChainConflict as conflict:
                 await self.log.serve(chained[: conflict.written])
                 remaining = remaining[conflict.written :]
-                self._head = None  # another process took the next link: re-read the head
+                # Another process took the next link, which therefore exists: look from there.
+                self._floor = self._head[0] + conflict.written + 1
+                self._head = None
                 continue
             self._head = (seq, previous)
             await self.log.serve(chained)

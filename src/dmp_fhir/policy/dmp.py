@@ -8,7 +8,9 @@ See the README's access table; the rules' data lives in ``profiles/access-matrix
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..auth.caller import Caller
@@ -18,6 +20,7 @@ from ..search.engine import eq_or_in
 from ..storage.store import ResourceStore
 from .base import Interaction, WriteAction
 from .fields import labels_of
+from .match import evaluate
 from .matrix import AccessMatrix
 from .relations import (
     AUTHOR_KEEPS_ACCESS,
@@ -45,6 +48,15 @@ _SCOPE_CONTEXT = {
     "practitioner": "user",
     "system": "system",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What the policy reads about some patients: Patient documents, Consents, record status."""
+
+    patients: dict[str, dict[str, Any]]
+    consents: dict[str, list[dict[str, Any]]]
+    statuses: dict[str, str]
 
 
 class DmpPolicy:
@@ -94,8 +106,11 @@ class DmpPolicy:
 
     async def prepare(self, focus_patients: set[str] | None = None) -> None:
         """Relations to ``focus_patients`` only (a read, a search naming its patients), or —
-        without focus — to every patient this caller may have a relation with."""
-        await self._load_roles()
+        without focus — to every patient this caller may have a relation with.
+
+        The facts (the caller's roles; each patient's identity, consents and record status)
+        are independent reads: they are sent together, not one after the other.
+        """
         if self.caller.kind in ("patient", "related-person"):
             for pid in (focus_patients or set()) | ({self.caller.patient} if self.caller.patient else set()):
                 if pid not in self.relations:
@@ -104,15 +119,20 @@ class DmpPolicy:
         if self.caller.kind != "practitioner":
             return
         if focus_patients is not None:
-            await self._relate(set(focus_patients) - set(self.relations))
+            todo = set(focus_patients) - set(self.relations)
+            _, facts = await asyncio.gather(self._load_roles(), self._facts(todo))
+            self._relate(todo, facts)
             return
         if self._complete:
             return
-        candidates = await self._candidate_patients()
-        self._closed = {
-            d["_id"] for d in await self.store.find(RECORDS, {"status": "closed"}, projection={"_id": 1})
-        }
-        await self._relate(candidates - set(self.relations))
+        await self._load_roles()
+        candidates, closed = await asyncio.gather(
+            self._candidate_patients(),
+            self.store.find(RECORDS, {"status": "closed"}, projection={"_id": 1}),
+        )
+        self._closed = {d["_id"] for d in closed}
+        todo = candidates - set(self.relations)
+        self._relate(todo, await self._facts(todo))
         self._complete = True
 
     async def _candidate_patients(self) -> set[str]:
@@ -121,38 +141,47 @@ class DmpPolicy:
         if not self.keys:
             return set()
         keys = sorted(self.keys)
-        patients = await self.store.find(
-            "Patient", {"_p_gp": {"$in": sorted(self.person)}, "_deleted": False}, projection={"_id": 1}
-        )
-        consents = await self.store.find(
-            "Consent", {"_p_actors": {"$in": keys}, "_deleted": False}, projection={"_p_patient": 1}
+        patients, consents = await asyncio.gather(
+            self.store.find(
+                "Patient", {"_p_gp": {"$in": sorted(self.person)}, "_deleted": False}, projection={"_id": 1}
+            ),
+            self.store.find(
+                "Consent", {"_p_actors": {"$in": keys}, "_deleted": False}, projection={"_p_patient": 1}
+            ),
         )
         out = {d["_id"] for d in patients}
         out |= {d["_p_patient"] for d in consents if d.get("_p_patient")}
         return out
 
-    async def _relate(self, patients: set[str]) -> None:
+    async def _facts(self, patients: set[str]) -> _Facts:
+        """What the decision needs about these patients, fetched concurrently."""
         if not patients:
-            return
+            return _Facts({}, {}, {})
         ids = sorted(patients)
-        docs = {
-            d["_id"]: d for d in await self.store.find("Patient", {"_id": eq_or_in(ids), "_deleted": False})
-        }
+        docs, consent_docs, records = await asyncio.gather(
+            self.store.find("Patient", {"_id": eq_or_in(ids), "_deleted": False}),
+            self.store.find("Consent", {"_p_patient": eq_or_in(ids), "_deleted": False}),
+            self.store.find(RECORDS, {"_id": eq_or_in(ids)}),
+        )
         consents: dict[str, list[dict[str, Any]]] = {}
-        for doc in await self.store.find("Consent", {"_p_patient": eq_or_in(ids), "_deleted": False}):
+        for doc in consent_docs:
             consents.setdefault(doc["_p_patient"], []).append(doc["resource"])
-        statuses = {
-            d["_id"]: d.get("status", "open") for d in await self.store.find(RECORDS, {"_id": eq_or_in(ids)})
-        }
-        for pid in ids:
-            if pid not in docs:
+        return _Facts(
+            {d["_id"]: d for d in docs},
+            consents,
+            {d["_id"]: d.get("status", "open") for d in records},
+        )
+
+    def _relate(self, patients: set[str], facts: _Facts) -> None:
+        for pid in sorted(patients):
+            if pid not in facts.patients:
                 self.relations[pid] = Relation.NOT_AUTHORISED
                 continue
             self.relations[pid] = professional_relation(
                 self.caller,
-                docs[pid],
-                consents.get(pid, []),
-                statuses.get(pid, "open"),
+                facts.patients[pid],
+                facts.consents.get(pid, []),
+                facts.statuses.get(pid, "open"),
                 self.matrix,
                 keys=self.keys,
                 person=self.person,
@@ -338,13 +367,11 @@ class DmpPolicy:
         if operation == "dmp-reopen":
             if kind != "practitioner":
                 raise Forbidden("A closed DMP is reopened by a professional, at the patient's request.")
-            await self._load_roles()
-            consents = await self.store.find("Consent", {"_p_patient": pid, "_deleted": False})
-            patient = await self.store.find("Patient", {"_id": pid, "_deleted": False}, limit=1)
+            _, facts = await asyncio.gather(self._load_roles(), self._facts({pid}))
             relation = professional_relation(
                 self.caller,
-                patient[0] if patient else None,
-                [d["resource"] for d in consents],
+                facts.patients.get(pid),
+                facts.consents.get(pid, []),
                 "open",  # judged as if open: the patient's blocks still hold
                 self.matrix,
                 keys=self.keys,
@@ -395,7 +422,7 @@ class DmpPolicy:
         await self.prepare({pid})
         relation = self.relations.get(pid, Relation.NOT_AUTHORISED)
         if rtype == "DocumentReference" and new is not None:
-            await self._check_attachments(new)
+            await self._check_attachments(new, planned or {})
         if kind in ("patient", "related-person"):
             self._check_own_write(rtype, action, relation, new, old)
         else:
@@ -492,9 +519,16 @@ class DmpPolicy:
         section, types = keys[0], keys[1:]
         return section in allowed or (bool(types) and all(t in allowed for t in types))
 
-    async def _check_attachments(self, new: Mapping[str, Any]) -> None:
+    async def _check_attachments(
+        self, new: Mapping[str, Any], planned: Mapping[str, Mapping[str, Any]]
+    ) -> None:
         """A document may not point at the content of another document."""
         for binary_id in new.get("_p_binaries") or ():
+            content = planned.get(f"Binary/{binary_id}") or {}
+            if content.get("_fresh") or content.get("_p_document") == new.get("_rid"):
+                # Written in this transaction as this document's content: either made up by the
+                # server (nothing can own it yet), or its own check refuses a change of owner.
+                continue
             found = await self.store.find(
                 "Binary", {"_id": binary_id}, limit=1, projection={"_p_document": 1}
             )
@@ -519,8 +553,12 @@ class DmpPolicy:
         if not isinstance(owner_id, str):
             raise refusal
         binary_id = (new if new is not None else old or {}).get("_rid")
-        found = await self.store.find("DocumentReference", {"_id": owner_id, "_deleted": False}, limit=1)
         companion = planned.get(f"DocumentReference/{owner_id}")
+        found = (
+            []  # its id was made up by the server in this transaction: nothing is stored under it
+            if companion is not None and companion.get("_fresh")
+            else await self.store.find("DocumentReference", {"_id": owner_id, "_deleted": False}, limit=1)
+        )
         if companion is not None:
             # The document is written in the same transaction (its own write check ran first),
             # but writing a document is not writing its content: a patient may mask a
@@ -539,9 +577,15 @@ class DmpPolicy:
             raise refusal
         await self.prepare({pid})
         scope = self.scope("DocumentReference")
-        visible = scope is not None and bool(
-            await self.store.find(
-                "DocumentReference", {"_id": owner_id, "$and": [scope]}, limit=1, projection={"_id": 1}
+        verdict = evaluate(scope, owner) if scope is not None else False  # the owner is at hand
+        visible = (
+            verdict
+            if verdict is not None
+            else scope is not None
+            and bool(
+                await self.store.find(
+                    "DocumentReference", {"_id": owner_id, "$and": [scope]}, limit=1, projection={"_id": 1}
+                )
             )
         )
         if not visible or not self._writes_content_of(owner):

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from .audit_copies import compare, served_form
@@ -55,10 +55,30 @@ class AuditLog:
         if "_seq_1" not in existing:
             await self.db[LOG].create_index([("_seq", ASCENDING)], unique=True, name="_seq_1")
 
-    async def head(self) -> tuple[int, str | None]:
-        cursor = self.db[LOG].find({}, {"_seq": 1, "_hash": 1}).sort("_seq", DESCENDING).limit(1)
-        docs = await cursor.to_list(1)
-        return (int(docs[0]["_seq"]), str(docs[0]["_hash"])) if docs else (0, None)
+    async def head(self, at_least: int = 0) -> tuple[int, str | None]:
+        """The chain's last link, found by ``_seq`` equalities alone (indexed everywhere):
+        an exponential probe past ``at_least`` (a link known to exist, or 0), then a binary
+        search — O(log n) lookups, never a scan or a sort of the log."""
+        low = at_least if at_least > 0 and await self._link(at_least) else 0
+        step = 1
+        high = low + step
+        while await self._link(high):
+            low, step = high, step * 2
+            high = low + step
+        while high - low > 1:
+            middle = (low + high) // 2
+            if await self._link(middle):
+                low = middle
+            else:
+                high = middle
+        if low == 0:
+            return 0, None
+        found = await self._link(low)
+        assert found is not None
+        return low, str(found["_hash"])
+
+    async def _link(self, seq: int) -> dict[str, Any] | None:
+        return await self.db[LOG].find_one({"_seq": seq}, {"_seq": 1, "_hash": 1})
 
     async def append(self, chained: list[dict[str, Any]]) -> None:
         """Insert into the log in order; ChainConflict if a ``_seq`` was taken meanwhile."""
@@ -78,6 +98,27 @@ class AuditLog:
             # A start-up repair in another process copied it from the log first: same content.
             if not _only_duplicates(exc):
                 raise
+
+    async def repair_tail(self) -> int:
+        """Copy to the served collection what a crash left only in the log.
+
+        A writer stores a batch in the log, then its served copies: a crash in between leaves
+        the newest links without copies. Walk back from the head while a link has no copy —
+        one lookup when nothing is missing, whatever the log holds.
+        """
+        seq, _ = await self.head()
+        copied = 0
+        while seq > 0 and await self.db[SERVED].find_one({"_seq": seq}, {"_id": 1}) is None:
+            doc = await self.db[LOG].find_one({"_seq": seq})
+            if doc is None:
+                break  # a gap in the log: for ``dmp-fhir audit verify`` to report
+            try:
+                await self.db[SERVED].insert_one(served_form(doc))
+                copied += 1
+            except DuplicateKeyError:
+                pass  # a copy under that id exists (without a _seq of its own: ``repair`` fixes it)
+            seq -= 1
+        return copied
 
     async def repair(self) -> RepairResult:
         """Make every served copy equal its log entry: restore missing copies, rewrite altered

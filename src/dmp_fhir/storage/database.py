@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.monitoring import CommandListener
 
-from ..registry import RESOURCE_TYPES
+from .shapes import index_models
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,14 @@ class EngineInfo:
 class Database:
     """Owns the client; hands out collections. One per process."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, *, listeners: Sequence[CommandListener] = ()) -> None:
+        """``listeners``: PyMongo command monitors (the round-trip tests count commands)."""
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            url, tz_aware=True, serverSelectionTimeoutMS=10_000, uuidRepresentation="standard"
+            url,
+            tz_aware=True,
+            serverSelectionTimeoutMS=10_000,
+            uuidRepresentation="standard",
+            event_listeners=list(listeners),
         )
         self.db: AsyncDatabase[dict[str, Any]] = self.client[name]
         self.engine = EngineInfo("unknown", "")
@@ -60,24 +67,11 @@ class Database:
         return True
 
     async def ensure_indexes(self, search_fields: dict[str, list[str]]) -> None:
-        """Create the indexes every query shape needs (idempotent; free on FerretDB).
-
-        ``search_fields`` maps a resource type to the ``_s_`` fields that lead its queries.
-        """
-        for rtype in RESOURCE_TYPES.values():
-            models = [
-                IndexModel([("_lu", DESCENDING)]),
-                IndexModel([("_deleted", ASCENDING), ("_lu", DESCENDING)]),
-            ]
-            models += [IndexModel([(f, ASCENDING)]) for f in search_fields.get(rtype.name, [])]
-            await self._create_missing(rtype.collection, models)
-            await self._create_missing(
-                rtype.history_collection,
-                [
-                    IndexModel([("_rid", ASCENDING), ("_v", DESCENDING)], unique=True),
-                    IndexModel([("_lu", DESCENDING)]),
-                ],
-            )
+        """Create the indexes every catalogued query shape needs (``storage/shapes.py``;
+        idempotent). ``search_fields`` maps a resource type to the ``_s_`` fields that lead its
+        searches. On the embedded FerretDB each one is mirrored as a GIN index (``devdb``)."""
+        for collection, models in index_models(search_fields).items():
+            await self._create_missing(collection, models)
 
     async def _create_missing(self, collection: str, models: list[IndexModel]) -> None:
         """Create the indexes a collection lacks.

@@ -137,22 +137,26 @@ class TransactionJournal:
         other writer can know it yet, so there is nothing to converge with.
         """
         new_by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        known_by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for rtype, doc in claimed:
-            if f"{rtype}/{doc['_rid']}" in fresh:
-                new_by_type[rtype].append(doc)
-            else:
-                await self.store.publish_claimed(rtype, doc)
+            by_type = new_by_type if f"{rtype}/{doc['_rid']}" in fresh else known_by_type
+            by_type[rtype].append(doc)
+        for rtype, docs in known_by_type.items():
+            await self.store.publish_claimed_many(rtype, docs)
         for rtype, docs in new_by_type.items():
             await self.store.publish_fresh(rtype, docs)
-        # One update per version, by _id (FerretDB pushes that down; an $in would scan). In
-        # sequence: many concurrent updates of one collection stall FerretDB's PostgreSQL backend.
-        for rtype, doc in claimed:
-            await self.store.db[f"{rtype}_history"].update_one(
-                {"_id": f"{doc['_rid']}/{doc['_v']}", "_tx": tx}, {"$unset": {"_tx": ""}}
-            )
-        for rtype, doc in claimed:
-            if f"{rtype}/{doc['_rid']}" not in fresh:
-                await self.store.converge(rtype, doc["_rid"])
+        # One update per history collection, led by the mark (a plain equality: pushed down
+        # and indexed). In sequence: many concurrent updates of one collection stall FerretDB's
+        # PostgreSQL backend.
+        for rtype in dict.fromkeys(rtype for rtype, _ in claimed):
+            await self.store.db[f"{rtype}_history"].update_many({"_tx": tx}, {"$unset": {"_tx": ""}})
+        settling = [
+            self.store.settle_published(rtype, doc["_rid"], int(doc["_v"]))
+            for rtype, docs in known_by_type.items()
+            for doc in docs
+        ]
+        for start in range(0, len(settling), 16):  # reads, mostly: a few at a time
+            await asyncio.gather(*settling[start : start + 16])
         await self._forget(tx)
 
     async def claimed_versions(

@@ -23,12 +23,12 @@ import inspect
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pymongo import DESCENDING
+from pymongo import DESCENDING, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..errors import BadRequest, Conflict, FhirError, PreconditionFailed
@@ -39,6 +39,8 @@ from .journal import TransactionJournal
 #: Called with the current stored document (or None) before a version is written; raising
 #: refuses the write. It runs again on every retry, so it always judges the latest state.
 WriteGuard = Callable[[dict[str, Any] | None], Awaitable[None]]
+
+T = TypeVar("T")
 
 #: Writers that lose the race for a version retry this many times before giving up.
 MAX_WRITE_ATTEMPTS = 100
@@ -200,16 +202,18 @@ class ResourceStore:
         skip_unchanged: bool = False,
         guard: WriteGuard | None = None,
         content: Mapping[str, bytes] | None = None,
+        fresh: bool = False,
     ) -> StoredVersion:
         """Write a new version (``resource=None`` writes a tombstone) and return it.
 
         ``extra_fields`` are the extracted search/policy fields stored beside the resource.
         ``create_only`` refuses to overwrite a live resource (409); ``if_match`` demands that
         the current version is exactly that number (412 otherwise). ``content`` blobs are
-        stored first and removed again if the write fails.
+        stored first and removed again if the write fails. ``fresh``: the server just made up
+        ``rid``, so no other writer can know it — no current copy to read, none to converge with.
         """
         planned = PlannedWrite(
-            rtype, rid, resource, extra_fields, if_match, create_only, guard, dict(content or {})
+            rtype, rid, resource, extra_fields, if_match, create_only, guard, dict(content or {}), fresh
         )
         await self._store_content(planned)
         try:
@@ -220,7 +224,10 @@ class ResourceStore:
         if isinstance(claimed, StoredVersion):
             await asyncio.shield(self.content.delete(planned.content))
             return claimed
-        await self._publish(rtype, rid, claimed)
+        if planned.fresh and claimed["_v"] == 1:
+            await self._replace_current(rtype, rid, claimed)
+        else:
+            await self._publish(rtype, rid, claimed)
         return StoredVersion.from_doc(rtype, claimed)
 
     async def _store_content(self, w: PlannedWrite) -> None:
@@ -236,48 +243,17 @@ class ResourceStore:
 
         Returns the inserted document, or a StoredVersion when there was nothing to write.
         """
-        rtype, rid, resource = w.rtype, w.rid, w.resource
+        rtype, rid = w.rtype, w.rid
         current_coll = self.db[rtype]
         history_coll = self.db[f"{rtype}_history"]
         fresh = w.fresh
         for _attempt in range(MAX_WRITE_ATTEMPTS):
             current = None if fresh else await current_coll.find_one({"_id": rid})
             fresh = False
-            base = int(current["_v"]) if current else 0
-            live = current is not None and not current.get("_deleted")
-            if w.guard is not None:
-                await w.guard(current if live else None)
-            if w.if_match is not None and w.if_match != base:
-                raise PreconditionFailed(
-                    f"{rtype}/{rid} is at version {base}, not {w.if_match}.",
-                    code="conflict",
-                )
-            if w.create_only and live:
-                raise Conflict(f"{rtype}/{rid} already exists.", code="duplicate")
-            if resource is None and not live:
-                # Deleting what is absent or already deleted changes nothing (and says the
-                # same in both cases: no version, no ETag).
-                return StoredVersion(rtype, rid, 0, now_utc(), True, None, changed=False)
-            if (
-                skip_unchanged
-                and live
-                and current is not None
-                and resource is not None
-                and _same_content(current["resource"], resource)
-            ):
-                return StoredVersion(
-                    rtype, rid, base, current["_lu"], False, current["resource"], changed=False
-                )
-            version = base + 1
-            moment = now_utc()
-            extra_fields = w.fields
-            if resource is None and current is not None:
-                # A deletion keeps the policy fields of what it deletes: who may see the
-                # resource may see that it was deleted, nobody else.
-                extra_fields = {k: v for k, v in current.items() if k.startswith("_p_")}
-            doc = self._document(rtype, rid, version, moment, resource, extra_fields)
-            if tx is not None:
-                doc["_tx"] = tx
+            doc = await self._next_version(w, current, tx=tx, skip_unchanged=skip_unchanged)
+            if isinstance(doc, StoredVersion):
+                return doc
+            version = doc["_v"]
             try:
                 await history_coll.insert_one({**doc, "_id": f"{rid}/{version}"})
             except DuplicateKeyError:
@@ -293,6 +269,90 @@ class ResourceStore:
             return doc
         raise Conflict(f"Too many concurrent writers on {rtype}/{rid}; try again.", code="lock-error")
 
+    async def _next_version(
+        self,
+        w: PlannedWrite,
+        current: dict[str, Any] | None,
+        *,
+        tx: str | None = None,
+        skip_unchanged: bool = False,
+    ) -> dict[str, Any] | StoredVersion:
+        """The history document ``w`` writes over ``current`` (guard and preconditions judged
+        against it), or a StoredVersion when there is nothing to write."""
+        rtype, rid, resource = w.rtype, w.rid, w.resource
+        base = int(current["_v"]) if current else 0
+        live = current is not None and not current.get("_deleted")
+        if w.guard is not None:
+            await w.guard(current if live else None)
+        if w.if_match is not None and w.if_match != base:
+            raise PreconditionFailed(
+                f"{rtype}/{rid} is at version {base}, not {w.if_match}.", code="conflict"
+            )
+        if w.create_only and live:
+            raise Conflict(f"{rtype}/{rid} already exists.", code="duplicate")
+        if resource is None and not live:
+            # Deleting what is absent or already deleted changes nothing (and says the
+            # same in both cases: no version, no ETag).
+            return StoredVersion(rtype, rid, 0, now_utc(), True, None, changed=False)
+        if (
+            skip_unchanged
+            and live
+            and current is not None
+            and resource is not None
+            and _same_content(current["resource"], resource)
+        ):
+            return StoredVersion(rtype, rid, base, current["_lu"], False, current["resource"], changed=False)
+        extra_fields = w.fields
+        if resource is None and current is not None:
+            # A deletion keeps the policy fields of what it deletes: who may see the
+            # resource may see that it was deleted, nobody else.
+            extra_fields = {k: v for k, v in current.items() if k.startswith("_p_")}
+        doc = self._document(rtype, rid, base + 1, now_utc(), resource, extra_fields)
+        if tx is not None:
+            doc["_tx"] = tx
+        return doc
+
+    async def _claim_together(
+        self, writes: list[PlannedWrite], tx: str
+    ) -> list[dict[str, Any] | StoredVersion]:
+        """Claim the versions of a transaction's writes over existing ids, all at once.
+
+        Their current copies are read together, their guards run together (each judges its
+        own resource: a transaction writes each resource once), and the new versions go into
+        each history collection in one insert. A version another writer took meanwhile (a
+        duplicate key) is claimed again alone, the usual way.
+        """
+        currents = await _bounded_gather(self.db[w.rtype].find_one({"_id": w.rid}) for w in writes)
+        decided = await asyncio.gather(
+            *(self._next_version(w, current, tx=tx) for w, current in zip(writes, currents, strict=True)),
+            return_exceptions=True,
+        )
+        for w, result in zip(writes, decided, strict=True):
+            if isinstance(result, FhirError):
+                result.about = result.about or f"{w.rtype}/{w.rid}"
+            if isinstance(result, BaseException):
+                raise result
+        out: list[dict[str, Any] | StoredVersion] = [r for r in decided if not isinstance(r, BaseException)]
+        by_type: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        for i, result in enumerate(out):
+            if isinstance(result, dict):
+                by_type[writes[i].rtype].append((i, result))
+        for rtype, planned in by_type.items():
+            indexes = [i for i, _ in planned]
+            docs = [{**doc, "_id": f"{writes[i].rid}/{doc['_v']}"} for i, doc in planned]
+            try:
+                await self.db[f"{rtype}_history"].insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                lost = {e["index"] for e in exc.details.get("writeErrors", [])}
+                for position in sorted(lost):
+                    i = indexes[position]
+                    try:
+                        out[i] = await self._claim(writes[i], tx=tx)
+                    except FhirError as error:
+                        error.about = error.about or f"{writes[i].rtype}/{writes[i].rid}"
+                        raise
+        return out
+
     async def write_atomically(self, writes: list[PlannedWrite], *, timeout: float) -> list[StoredVersion]:
         """Write every planned version or none (see storage/journal.py), in order.
 
@@ -304,36 +364,30 @@ class ResourceStore:
         tx = uuid.uuid4().hex
         content_ids = [cid for w in writes for cid in w.content]
         await self.journal.begin(tx, keys, content_ids, timeout)
-        results: list[StoredVersion] = []
-        claimed_docs: list[tuple[str, dict[str, Any]]] = []
+        claims: list[dict[str, Any] | StoredVersion | None] = [None] * len(writes)
         fresh_docs: dict[str, list[dict[str, Any]]] = defaultdict(list)
         fresh_guards: list[tuple[PlannedWrite, Awaitable[None]]] = []
+        existing: list[int] = []  # writes over ids that may exist: claimed together below
         deadline = time.monotonic() + timeout
         try:
-            for w in writes:
+            for i, w in enumerate(writes):
                 if time.monotonic() > deadline:
                     raise _timed_out(timeout)
                 await self._store_content(w)
-                try:
-                    if w.fresh and w.resource is not None:
-                        # Nobody can hold this id: checked below (in parallel, no current state
-                        # to wait for), claimed with the others of its type.
-                        if w.guard is not None:
-                            fresh_guards.append((w, w.guard(None)))
-                        doc = self._document(w.rtype, w.rid, 1, now_utc(), w.resource, w.fields)
-                        doc["_tx"] = tx
-                        fresh_docs[w.rtype].append({**doc, "_id": f"{w.rid}/1"})
-                        claimed: dict[str, Any] | StoredVersion = doc
-                    else:
-                        claimed = await self._claim(w, tx=tx)
-                except FhirError as exc:
-                    exc.about = exc.about or f"{w.rtype}/{w.rid}"
-                    raise
-                if isinstance(claimed, StoredVersion):
-                    results.append(claimed)
+                if w.fresh and w.resource is not None:
+                    # Nobody can hold this id: checked below (in parallel, no current state
+                    # to wait for), claimed with the others of its type.
+                    if w.guard is not None:
+                        fresh_guards.append((w, w.guard(None)))
+                    doc = self._document(w.rtype, w.rid, 1, now_utc(), w.resource, w.fields)
+                    doc["_tx"] = tx
+                    fresh_docs[w.rtype].append({**doc, "_id": f"{w.rid}/1"})
+                    claims[i] = doc
                 else:
-                    claimed_docs.append((w.rtype, claimed))
-                    results.append(StoredVersion.from_doc(w.rtype, claimed))
+                    existing.append(i)
+            together = await self._claim_together([writes[i] for i in existing], tx)
+            for i, claimed in zip(existing, together, strict=True):
+                claims[i] = claimed
             outcomes = await asyncio.gather(*(guard for _, guard in fresh_guards), return_exceptions=True)
             for (w, _), result in zip(fresh_guards, outcomes, strict=True):
                 if isinstance(result, FhirError):
@@ -360,6 +414,15 @@ class ResourceStore:
                 "The transaction outlived its deadline and was rolled back; nothing was stored.",
                 code="timeout",
             )
+        results: list[StoredVersion] = []
+        claimed_docs: list[tuple[str, dict[str, Any]]] = []
+        for w, claim in zip(writes, claims, strict=True):
+            assert claim is not None
+            if isinstance(claim, StoredVersion):
+                results.append(claim)
+            else:
+                claimed_docs.append((w.rtype, claim))
+                results.append(StoredVersion.from_doc(w.rtype, claim))
         fresh = frozenset(f"{w.rtype}/{w.rid}" for w in writes if w.fresh)
         await asyncio.shield(self.journal.roll_forward(tx, claimed_docs, fresh=fresh))
         return results
@@ -396,7 +459,18 @@ class ResourceStore:
     async def _publish(self, rtype: str, rid: str, doc: dict[str, Any]) -> None:
         """Make ``doc`` the current copy unless a newer version already won."""
         await self._replace_current(rtype, rid, doc)
-        await self.converge(rtype, rid)
+        await self.settle_published(rtype, rid, int(doc["_v"]))
+
+    async def settle_published(self, rtype: str, rid: str, version: int) -> None:
+        """After publishing ``version``: converge only if a newer version exists.
+
+        A writer of version n+1 read version n (or later) as current before claiming, so it
+        publishes after us or meets our copy; a slower writer of an older version finds ours in
+        history when it runs this same check. One look-up by ``_id`` settles the usual case.
+        """
+        newer = await self.db[f"{rtype}_history"].find_one({"_id": f"{rid}/{version + 1}"}, {"_id": 1})
+        if newer is not None:
+            await self.converge(rtype, rid)
 
     async def publish_fresh(self, rtype: str, docs: list[dict[str, Any]]) -> None:
         """Publish versions 1 of ids only this transaction knows, in one insert (a re-run after
@@ -414,6 +488,19 @@ class ResourceStore:
         current["_id"] = doc["_rid"]
         await self._replace_current(rtype, doc["_rid"], current)
 
+    async def publish_claimed_many(self, rtype: str, docs: list[dict[str, Any]]) -> None:
+        """:meth:`publish_claimed` for many versions of one type, in one bulk write (what a
+        concurrent upsert made fail is published again one by one)."""
+        currents = [{**{k: v for k, v in doc.items() if k != "_tx"}, "_id": doc["_rid"]} for doc in docs]
+        try:
+            await self.db[rtype].bulk_write(
+                [ReplaceOne({"_id": c["_id"]}, c, upsert=True) for c in currents], ordered=False
+            )
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                current = currents[error["index"]]
+                await self._replace_current(rtype, current["_id"], current)
+
     async def converge(self, rtype: str, rid: str) -> None:
         """Converge the current copy on the newest history version.
 
@@ -421,7 +508,10 @@ class ResourceStore:
         removed if it aborted; while its transaction is still running the resource is locked (409).
         """
         for _ in range(MAX_WRITE_ATTEMPTS):
-            newest = await self.newest_history(rtype, rid)
+            # Two independent reads, sent together; the loop absorbs any race between them.
+            newest, current = await asyncio.gather(
+                self.newest_history(rtype, rid), self.db[rtype].find_one({"_id": rid}, projection={"_v": 1})
+            )
             if newest is None:
                 return
             tx = newest.get("_tx")
@@ -445,7 +535,6 @@ class ResourceStore:
                     )
                 await asyncio.sleep(0)
                 continue
-            current = await self.db[rtype].find_one({"_id": rid}, projection={"_v": 1})
             if current is not None and int(current["_v"]) == int(newest["_v"]):
                 return
             newest["_id"] = rid
@@ -498,6 +587,17 @@ class ResourceStore:
             return []
         docs = await self.db["Binary_history"].find(dict(query), projection={"_content": 1}).to_list(None)
         return [d["_content"]["id"] for d in docs if isinstance(d.get("_content"), dict)]
+
+
+async def _bounded_gather(reads: Iterable[Awaitable[T]], limit: int = 16) -> list[T]:
+    """Run independent reads concurrently, at most ``limit`` at a time (each holds a connection)."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(read: Awaitable[T]) -> T:
+        async with gate:
+            return await read
+
+    return list(await asyncio.gather(*(one(r) for r in reads)))
 
 
 def _timed_out(timeout: float) -> Conflict:
