@@ -42,8 +42,8 @@ def compare(entry: Mapping[str, Any], served: Mapping[str, Any] | None) -> str |
     if served is None:
         return "the served copy is missing"
     expected = served_form(entry)
-    fields = sorted(k for k in expected.keys() | served.keys() if expected.get(k) != served.get(k) or
-                    (k in expected) != (k in served))  # fmt: skip
+    keys = expected.keys() | served.keys()
+    fields = sorted(k for k in keys if (k in expected) != (k in served) or expected.get(k) != served.get(k))
     if not fields:
         return None
     return "the served copy differs from the log in " + ", ".join(fields)
