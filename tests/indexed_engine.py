@@ -19,7 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "indexed-engine.sh"
-ENGINE_SOURCES = Path(os.environ.get("DMP_FHIR_DOCUMENTDB_DIR", ROOT.parent / "shared" / "engines" / "documentdb"))
+ENGINE_SOURCES = Path(
+    os.environ.get("DMP_FHIR_DOCUMENTDB_DIR", ROOT.parent / "shared" / "engines" / "documentdb")
+)
 
 
 @contextlib.contextmanager
