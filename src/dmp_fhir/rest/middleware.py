@@ -114,7 +114,9 @@ class HardeningMiddleware:
         headers["X-Request-ID"] = request_id
         headers["X-Content-Type-Options"] = "nosniff"
         headers["X-Frame-Options"] = "DENY"
-        headers["Referrer-Policy"] = "no-referrer"
+        # The portal's pages say same-origin: with no-referrer, browsers post forms with
+        # ``Origin: null``, and the portal checks the Origin of every form it receives.
+        headers["Referrer-Policy"] = "same-origin" if path.startswith(PORTAL_PREFIX) else "no-referrer"
         if path.startswith(PORTAL_PREFIX):
             if "content-security-policy" not in headers:  # a portal route may narrow it further
                 headers["Content-Security-Policy"] = PORTAL_CSP
