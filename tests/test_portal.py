@@ -118,7 +118,9 @@ async def test_cookies_and_headers(env: PolicyEnv) -> None:
         cookie = home.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/portal" in cookie
         assert "Secure" not in cookie  # plain http in this test
-        signed = await web.post("/portal/auth/dev", data={"csrf": csrf_of(home.text), "choix": "patient:pat-001"})
+        signed = await web.post(
+            "/portal/auth/dev", data={"csrf": csrf_of(home.text), "choix": "patient:pat-001"}
+        )
         token = env.token({"fhirUser": "Patient/pat-001", "patient": "pat-001"})
         value = signed.cookies[SESSION_COOKIE]
         assert "eyJ" not in value and token[:20] not in value  # sealed, not the JWT itself
@@ -126,7 +128,11 @@ async def test_cookies_and_headers(env: PolicyEnv) -> None:
         assert "eyJ" not in page.text  # no token in the page
         static = await web.get("/portal/static/portal.css")
         assert static.status_code == 200 and "text/css" in static.headers["content-type"]
-        assert (await web.get("/fhir/metadata")).headers["content-security-policy"].startswith("default-src 'none'")
+        assert (
+            (await web.get("/fhir/metadata"))
+            .headers["content-security-policy"]
+            .startswith("default-src 'none'")
+        )
 
 
 async def test_secure_cookie_behind_tls(env: PolicyEnv) -> None:
@@ -141,7 +147,9 @@ async def test_forms_need_the_csrf_token_and_our_origin(env: PolicyEnv) -> None:
     async with browser(env) as web:
         home = await web.get("/portal/")
         assert (await web.post("/portal/auth/dev", data={"choix": "patient:pat-002"})).status_code == 403
-        assert (await web.post("/portal/auth/dev", data={"csrf": "x", "choix": "patient:pat-002"})).status_code == 403
+        assert (
+            await web.post("/portal/auth/dev", data={"csrf": "x", "choix": "patient:pat-002"})
+        ).status_code == 403
         foreign = await web.post(
             "/portal/auth/dev",
             data={"csrf": csrf_of(home.text), "choix": "patient:pat-002"},
@@ -180,7 +188,8 @@ async def test_mask_and_unmask_through_the_api(env: PolicyEnv) -> None:
         await sign_in(web, "patient:pat-002")
         page = await web.get("/portal/documents/doc-002-presc-kine")
         masked = await web.post(
-            "/portal/documents/doc-002-presc-kine/masquage", data={"csrf": csrf_of(page.text), "action": "masquer"}
+            "/portal/documents/doc-002-presc-kine/masquage",
+            data={"csrf": csrf_of(page.text), "action": "masquer"},
         )
         assert masked.status_code == 303
         assert not await kine_sees()
@@ -211,7 +220,10 @@ async def test_oidc_login_sends_pkce_state_and_nonce(env: PolicyEnv) -> None:
         response = await web.get("/portal/auth/login")
         assert response.status_code == 302
         target = urlsplit(response.headers["location"])
-        assert f"{target.scheme}://{target.netloc}{target.path}" == KEYCLOAK_LIKE["portal_oidc_authorization_endpoint"]
+        assert (
+            f"{target.scheme}://{target.netloc}{target.path}"
+            == KEYCLOAK_LIKE["portal_oidc_authorization_endpoint"]
+        )
         query = {k: v[0] for k, v in parse_qs(target.query).items()}
         assert query["response_type"] == "code"
         assert query["client_id"] == "dmp-patient-portal"
@@ -286,7 +298,9 @@ def test_token_context_reads_the_launch_context() -> None:
     assert token_context({"access_token": own}) == ("pat-001", "Patient/pat-001")
     assert token_context({"access_token": own, "patient": "pat-001"}) == ("pat-001", "Patient/pat-001")
     with pytest.raises(Exception, match="aucun dossier"):
-        token_context({"access_token": jwt.encode({"fhirUser": "Practitioner/x"}, "k" * 32, algorithm="HS256")})
+        token_context(
+            {"access_token": jwt.encode({"fhirUser": "Practitioner/x"}, "k" * 32, algorithm="HS256")}
+        )
 
 
 async def test_dev_sign_in_is_refused_outside_development_mode(

@@ -90,7 +90,10 @@ class Browser:
         self.page = page
         self.persona = persona
         self.csp_errors: list[str] = []
-        page.on("console", lambda m: self.csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
+        page.on(
+            "console",
+            lambda m: self.csp_errors.append(m.text) if "Content Security Policy" in m.text else None,
+        )
         page.on("dialog", lambda dialog: dialog.accept())
         self.axe = axe_source()
 
@@ -124,7 +127,11 @@ class Browser:
         self.page.select_option("#choix", choice)
         self.page.get_by_role("button", name="Se connecter").click()
         self.page.wait_for_load_state()
-        assert self.page.url.endswith("/portal/dossier"), (self.page.url, self.page.locator("main").inner_text(), self.page.context.cookies())
+        assert self.page.url.endswith("/portal/dossier"), (
+            self.page.url,
+            self.page.locator("main").inner_text(),
+            self.page.context.cookies(),
+        )
 
     def notice(self) -> str:
         text: str = self.page.locator(".notice").inner_text()
@@ -221,13 +228,18 @@ def test_patient_reads_the_access_history(patient: Browser, api: Api) -> None:
     emergency = api.search("urgences", "pat-002", purpose_of_use="ETREAT")
     assert emergency.status_code == 200
     patient.goto("/portal/historique")
-    rows = patient.page.locator("section[aria-labelledby='t-tous'] tbody tr")
+    rows = patient.page.locator("section[aria-labelledby='t-tous'] li.event")
     kine_rows = [text for text in rows.all_inner_texts() if "Hugo GIRARD" in text]
     assert any("a recherché : documents" in text and "Autorisé" in text for text in kine_rows), kine_rows
     assert any("Refusé" in text for text in kine_rows)  # the search refused once blocked
-    urgent = patient.page.locator("section[aria-labelledby='t-urgences'] tbody tr.emergency")
+    urgent = patient.page.locator("section[aria-labelledby='t-urgences'] li.event.emergency")
     assert urgent.count() >= 1 and "Julie MOREAU" in urgent.first.inner_text()
     patient.check("historique")
+    patient.page.get_by_role("link", name="N'afficher que les professionnels").click()
+    shown = patient.page.locator("section[aria-labelledby='t-tous'] li.event").all_inner_texts()
+    assert shown and not any("Vous" in text for text in shown)
+    assert any("Hugo GIRARD" in text for text in shown) and any("Julie MOREAU" in text for text in shown)
+    patient.check("historique-professionnels")
 
 
 def test_patient_closes_the_record(patient: Browser, api: Api) -> None:
@@ -297,7 +309,9 @@ def test_representative_signs_in_to_the_minors_record(representative: Browser, m
     representative.check("dossier")
 
 
-def test_representative_authorises_then_masks(representative: Browser, api: Api, minors_document: str) -> None:
+def test_representative_authorises_then_masks(
+    representative: Browser, api: Api, minors_document: str
+) -> None:
     assert api.search("kine", "pat-020").status_code == 403  # not authorised yet
     representative.goto("/portal/acces")
     representative.page.fill("#recherche", "GIRARD")
@@ -326,9 +340,9 @@ def test_representative_blocks_a_professional(representative: Browser, api: Api)
 
 def test_representative_reads_the_access_history(representative: Browser) -> None:
     representative.goto("/portal/historique")
-    rows = representative.page.locator("section[aria-labelledby='t-tous'] tbody tr").all_inner_texts()
+    rows = representative.page.locator("section[aria-labelledby='t-tous'] li.event").all_inner_texts()
     assert any("Hugo GIRARD" in r and "a recherché : documents" in r and "Autorisé" in r for r in rows), rows
-    assert any(r.startswith(("", )) and "Vous" in r for r in rows)
+    assert any("Vous" in r and "a modifié les autorisations" in r for r in rows)  # the grant and the block
     representative.check("historique")
 
 

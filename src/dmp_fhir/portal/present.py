@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..policy.matrix import DEFAULT_MATRIX, UNCLASSIFIED, AccessMatrix
 
@@ -76,11 +77,20 @@ def section_titles() -> dict[str, str]:
 
 
 def profession_names() -> dict[str, str]:
+    """Profession code → its name ("Médecin", "Masseur-kinésithérapeute"…), from the matrix."""
     return {
-        str(rule["profession"]): str(rule.get("display", ""))
+        str(rule["profession"]): str(rule.get("display", "")).split(" (")[0]
         for rule in _matrix_data()["rules"]
         if rule.get("specialty") is None
     }
+
+
+@cache
+def _paris() -> tzinfo | None:
+    try:
+        return ZoneInfo("Europe/Paris")
+    except ZoneInfoNotFoundError:  # no time zone database: times stay as the server wrote them
+        return None
 
 
 def french_date(value: str | None, *, time_of_day: bool = False) -> str:
@@ -95,6 +105,9 @@ def french_date(value: str | None, *, time_of_day: bool = False) -> str:
         if len(parts) == 3 and all(p.isdigit() for p in parts):
             return f"{int(parts[2])} {MONTHS[int(parts[1]) - 1]} {parts[0]}"
         return value
+    zone = _paris()
+    if zone is not None and moment.tzinfo is not None:
+        moment = moment.astimezone(zone)  # what a French reader expects
     text = f"{moment.day} {MONTHS[moment.month - 1]} {moment.year}"
     return f"{text} à {moment:%H:%M}" if time_of_day else text
 
@@ -226,6 +239,10 @@ class AccessView:
     authorised: list[tuple[str, str]]  # (reference or identifier key, display)
     blocked: list[tuple[str, str]]
     emergency_opposed: bool
+
+    @property
+    def blocked_keys(self) -> set[str]:
+        return {key for key, _name in self.blocked}
 
 
 def actor_key(actor: dict[str, Any]) -> str | None:

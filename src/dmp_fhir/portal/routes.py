@@ -543,7 +543,10 @@ async def history(request: Request) -> Response:
     if isinstance(session, Response):
         return session
     cursor = request.query_params.get("suite")
+    professionals = request.query_params.get("qui") == "professionnels"
     params = [("patient", str(session.patient)), ("_count", "50")]
+    if professionals:  # professionals' events carry their profession (agent.role)
+        params.append(("agent-role:missing", "false"))
     if cursor:
         params.append(("_cursor", cursor[:500]))
     try:
@@ -580,6 +583,7 @@ async def history(request: Request) -> Response:
         events=[event_view(e, names, me) for e in page.matches],
         emergencies=[event_view(e, names, me) for e in emergencies.matches] if emergencies else None,
         following=following,
+        professionals=professionals,
     )
 
 
