@@ -59,6 +59,13 @@ async def test_pages_need_a_session(env: PolicyEnv) -> None:
             response = await web.get(path)
             assert response.status_code == 303 and response.headers["location"] == "/portal/", path
         assert (await web.get("/portal/documents/doc-002-irm/contenu")).status_code == 303
+        for path, form in (
+            ("/portal/acces", {"action": "oppose-emergency"}),
+            ("/portal/fermer", {"confirmation": "oui"}),
+            ("/portal/documents/doc-002-irm/masquage", {"action": "masquer"}),
+        ):
+            response = await web.post(path, data=form)
+            assert response.status_code == 303 and response.headers["location"] == "/portal/", path
 
 
 async def test_sign_in_shows_the_patients_documents(env: PolicyEnv) -> None:
@@ -313,3 +320,21 @@ async def test_dev_sign_in_is_refused_outside_development_mode(
             refused = await web.post("/portal/auth/dev", data={"csrf": "x", "choix": "patient:pat-001"})
             assert refused.status_code == 404
             assert (await web.get("/portal/auth/login")).status_code == 404
+
+
+async def test_document_contents(env: PolicyEnv) -> None:
+    async with browser(env) as web:
+        await sign_in(web, "patient:pat-001")
+        cda = await web.get("/portal/documents/doc-001-bio")
+        assert cda.status_code == 200
+        assert cda.text.count("<h3>") >= 1  # the CDA's narrative sections, as structured content
+        assert "Ouvrir le document" not in cda.text  # XML is downloaded, never rendered inline
+        pdf = await web.get("/portal/documents/doc-001-ldl/contenu")
+        assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+        assert pdf.content.startswith(b"%PDF")
+        assert pdf.headers["content-disposition"].startswith("inline;")
+        assert "unsafe-inline" not in pdf.headers["content-security-policy"]
+        xml = await web.get("/portal/documents/doc-001-bio/contenu")
+        assert xml.headers["content-disposition"].startswith("attachment;")
+        download = await web.get("/portal/documents/doc-001-ldl/contenu?telecharger=1")
+        assert download.headers["content-disposition"] == 'attachment; filename="doc-001-ldl.pdf"'
