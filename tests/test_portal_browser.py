@@ -198,6 +198,8 @@ def test_representative_authorises_then_masks(
     representative.page.wait_for_url("**message=grant")
     assert api.finds("kine", "pat-020", minors_document)
     representative.goto(f"/portal/documents/{minors_document}")
+    assert "10 séances de kinésithérapie" in representative.page.locator("pre.text").inner_text()
+    assert "son médecin traitant" in representative.page.locator("#t-masquage + p").inner_text()
     representative.check("document")
     representative.page.get_by_role("button", name="Masquer ce document").click()
     representative.page.wait_for_url("**message=masque")

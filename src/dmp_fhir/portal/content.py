@@ -3,11 +3,14 @@ sections as structured data (titles and text), nothing for a PDF (opened or down
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 
 from lxml import etree
 
-from .api import FhirApi
+from .api import ApiError, FhirApi
+from .present import DocumentView
 
 #: Larger contents are not previewed (they are still opened or downloaded).
 MAX_PREVIEW_BYTES = 512 * 1024
@@ -21,15 +24,26 @@ class Preview:
     sections: list[tuple[str, str]] = field(default_factory=list)
 
 
-async def preview(api: FhirApi, binary: str | None, content_type: str | None) -> Preview | None:
-    if binary is None or content_type not in (
-        "text/plain",
-        "text/xml",
-        "application/xml",
-        "application/hl7-v3+xml",
-    ):
+PREVIEWED = ("text/plain", "text/xml", "application/xml", "application/hl7-v3+xml")
+
+
+async def content_of(api: FhirApi, doc: DocumentView) -> bytes:
+    """The document's bytes: its Binary through ITI-68, or the attachment's inline data."""
+    if doc.binary is not None and doc.content_type:
+        return await api.content(doc.binary, doc.content_type)
+    if doc.data is not None:
+        try:
+            return base64.b64decode(doc.data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ApiError(422, "Le contenu de ce document est illisible.") from exc
+    raise ApiError(404, "Ce document n'a pas de contenu consultable.")
+
+
+async def preview(api: FhirApi, doc: DocumentView) -> Preview | None:
+    content_type = doc.content_type
+    if not doc.has_content or content_type not in PREVIEWED:
         return None
-    data = await api.content(binary, content_type)
+    data = await content_of(api, doc)
     if len(data) > MAX_PREVIEW_BYTES:
         return None
     if content_type == "text/plain":

@@ -150,6 +150,12 @@ class DocumentView:
     binary: str | None
     description: str | None
     resource: dict[str, Any] = field(repr=False)
+    #: The attachment's own base64 ``data`` when the content is inline rather than a Binary.
+    data: str | None = None
+
+    @property
+    def has_content(self) -> bool:
+        return bool(self.content_type) and (self.binary is not None or self.data is not None)
 
 
 def document_view(doc: dict[str, Any], matrix: AccessMatrix, names: dict[str, str]) -> DocumentView:
@@ -190,6 +196,7 @@ def document_view(doc: dict[str, Any], matrix: AccessMatrix, names: dict[str, st
         binary=binary,
         description=doc.get("description"),
         resource=doc,
+        data=attachment.get("data") if isinstance(attachment.get("data"), str) else None,
     )
 
 

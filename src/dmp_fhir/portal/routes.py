@@ -20,7 +20,7 @@ from starlette.datastructures import FormData
 
 from ..auth.signing import load_or_create_dev_key, mint_token
 from .api import ApiError, FhirApi
-from .content import preview
+from .content import content_of, preview
 from .oidc import SignInError, configured, new_flow, same_state, token_context
 from .present import (
     access_view,
@@ -399,7 +399,7 @@ async def document(request: Request, doc_id: str) -> Response:
             doc = await _document(api, doc_id)
             refs = {str(a.get("reference")) for a in doc.get("author") or [] if a.get("reference")}
             view = document_view(doc, portal.matrix, await _names(api, refs))
-            shown = await preview(api, view.binary, view.content_type)
+            shown = await preview(api, view)
     except ApiError as exc:
         return _api_failure(request, session, exc)
     return _page(
@@ -422,11 +422,12 @@ async def document_content(request: Request, doc_id: str) -> Response:
     try:
         async with _api(request, session) as api:
             view = document_view(await _document(api, doc_id), portal.matrix, {})
-            if view.binary is None or not view.content_type:
+            if not view.has_content or not view.content_type:
                 return _error(request, session, 404, "Ce document n'a pas de contenu consultable.")
-            data = await api.content(view.binary, view.content_type)
+            data = await content_of(api, view)
     except ApiError as exc:
         return _api_failure(request, session, exc)
+    assert view.content_type is not None
     inline = view.content_type in INLINE_TYPES and request.query_params.get("telecharger") is None
     extension = {"application/pdf": ".pdf", "text/plain": ".txt", "image/png": ".png", "image/jpeg": ".jpg"}
     filename = f"{doc_id}{extension.get(view.content_type, '.xml' if 'xml' in view.content_type else '.bin')}"
