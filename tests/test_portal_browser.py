@@ -60,6 +60,11 @@ def test_patient_signs_in_and_sees_the_record(patient: Browser) -> None:
     assert page.get_by_text("Julien ROBIN").count() >= 1
     assert page.locator("li[data-id='doc-002-psy'] .badge").inner_text() == "Masqué aux professionnels"
     patient.check("dossier")
+    # keyboard: the first Tab reaches the skip link, which moves to the content
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Aller au contenu"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "contenu"
 
 
 def test_patient_reads_a_document(patient: Browser) -> None:

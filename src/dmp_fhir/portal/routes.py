@@ -189,7 +189,7 @@ async def _start_session(request: Request, token: str, patient: str, user: str, 
     except ApiError as exc:
         if exc.status in (401, 403, 404):
             return _error(request, None, 403, f"Ce compte n'ouvre pas ce dossier : {exc.message}")
-        raise
+        return _error(request, None, 502, "Le dossier ne peut pas être ouvert pour l'instant.")
     session = Session(
         token=token,
         patient=patient,
