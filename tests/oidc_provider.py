@@ -47,6 +47,8 @@ class Provider:
     patient: str = "pat-001"
     #: When set, the ID token carries this nonce instead of the one asked for.
     forged_nonce: str | None = None
+    #: When set, the ID token is signed with this key (under the provider's kid): a forgery.
+    rogue_key: Any = None
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -59,10 +61,10 @@ class Provider:
         path.write_text(json.dumps({"keys": [self.jwk()]}), encoding="utf-8")
         return path
 
-    def sign(self, claims: dict[str, Any]) -> str:
+    def sign(self, claims: dict[str, Any], key: Any = None) -> str:
         now = int(time.time())
         body = {"iss": self.issuer, "iat": now, "exp": now + 600, "jti": secrets.token_hex(8), **claims}
-        return jwt.encode(body, self.key, algorithm="ES256", headers={"kid": self.kid})
+        return jwt.encode(body, key or self.key, algorithm="ES256", headers={"kid": self.kid})
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -128,7 +130,8 @@ class Provider:
             }
         )
         id_token = self.sign(
-            {"aud": CLIENT_ID, "sub": grant["user"], "nonce": self.forged_nonce or grant["nonce"]}
+            {"aud": CLIENT_ID, "sub": grant["user"], "nonce": self.forged_nonce or grant["nonce"]},
+            self.rogue_key,
         )
         return JSONResponse(
             {

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from dmp_fhir.portal.oidc import pkce_challenge
 from dmp_fhir.portal.session import SESSION_COOKIE
@@ -100,6 +101,17 @@ def test_an_id_token_for_another_sign_in_is_refused(server: LiveServer, idp: Pro
             assert web.get("/portal/dossier").status_code == 303
     finally:
         idp.forged_nonce = None
+
+
+def test_an_id_token_signed_by_another_key_is_refused(server: LiveServer, idp: Provider) -> None:
+    idp.rogue_key = ec.generate_private_key(ec.SECP256R1())
+    try:
+        with httpx.Client(base_url=origin(server)) as web:
+            refused = sign_in(server, web)
+            assert refused.status_code == 400 and "n&#39;est pas valide" in refused.text
+            assert web.get("/portal/dossier").status_code == 303
+    finally:
+        idp.rogue_key = None
 
 
 def test_a_code_is_exchanged_once_only(server: LiveServer) -> None:

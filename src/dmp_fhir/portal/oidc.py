@@ -101,9 +101,9 @@ class OidcClient:
         if isinstance(methods, list) and "S256" not in methods:
             raise SignInError("Le fournisseur d'identité ne prend pas en charge PKCE (S256).")
         jwks = s.portal_oidc_jwks_uri or found.get("jwks_uri")
-        provider = Provider(
-            s.portal_oidc_issuer, authorization, token, jwks if isinstance(jwks, str) else None
-        )
+        # ID tokens carry the issuer exactly as the provider spells it (trailing slash and all).
+        issuer = str(found.get("issuer") or s.portal_oidc_issuer or "") or None
+        provider = Provider(issuer, authorization, token, jwks if isinstance(jwks, str) else None)
         self._provider = (time.monotonic() + CACHE_SECONDS, provider)
         return provider
 
