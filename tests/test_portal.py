@@ -338,3 +338,32 @@ async def test_document_contents(env: PolicyEnv) -> None:
         assert xml.headers["content-disposition"].startswith("attachment;")
         download = await web.get("/portal/documents/doc-001-ldl/contenu?telecharger=1")
         assert download.headers["content-disposition"] == 'attachment; filename="doc-001-ldl.pdf"'
+
+
+def test_cda_narrative_keeps_tables_and_lists_and_resolves_no_entity(tmp_path: Path) -> None:
+    from dmp_fhir.portal.content import cda_preview
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    document = f"""<?xml version="1.0"?>
+<!DOCTYPE ClinicalDocument [<!ENTITY leak SYSTEM "file://{secret}">]>
+<ClinicalDocument xmlns="urn:hl7-org:v3"><title>CR de biologie</title>
+<component><structuredBody><component><section><title>Biochimie</title><text>
+<table><thead><tr><th>Analyse</th><th>Résultat</th></tr></thead>
+<tbody><tr><td>Sodium</td><td>139 mmol/L</td></tr>
+<tr><td>Potassium</td><td>4,3 mmol/L</td></tr></tbody></table>
+<list><item>à jeun</item><item>prélèvement veineux</item></list>
+<paragraph>Commentaire &leak;</paragraph></text></section></component></structuredBody></component>
+</ClinicalDocument>""".encode()
+    shown = cda_preview(document)
+    assert shown is not None and shown.title == "CR de biologie"
+    ((heading, blocks),) = shown.sections
+    assert heading == "Biochimie"
+    table, items, paragraph = blocks
+    assert table.head == ["Analyse", "Résultat"]
+    assert table.rows == [["Sodium", "139 mmol/L"], ["Potassium", "4,3 mmol/L"]]
+    assert items.items == ["à jeun", "prélèvement veineux"]
+    assert paragraph.text.startswith("Commentaire")
+    assert "TOP-SECRET" not in repr(shown)
+    assert cda_preview(b"<html><body>not a CDA</body></html>") is None
+    assert cda_preview(b"not xml at all") is None

@@ -170,3 +170,6 @@ def run_browser_sign_in(browser: Browser) -> None:
     browser.page.wait_for_url("**/portal/dossier")
     assert browser.page.locator("li.document").count() == 7
     browser.check("dossier")
+    browser.goto("/portal/documents/doc-001-bio")  # a CDA: its narrative sections on the page
+    assert browser.page.locator("section[aria-labelledby='t-contenu'] h3").count() >= 1
+    browser.check("document-cda")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
+from typing import Any
 
 from lxml import etree
 
@@ -18,10 +19,22 @@ CDA = "{urn:hl7-org:v3}"
 
 
 @dataclass
+class Block:
+    """One piece of a CDA section's narrative: a paragraph, a table or a list (text only:
+    the narrative's markup is never passed through)."""
+
+    kind: str  # "text", "table" or "list"
+    text: str = ""
+    head: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Preview:
     text: str | None = None
     title: str | None = None
-    sections: list[tuple[str, str]] = field(default_factory=list)
+    sections: list[tuple[str, list[Block]]] = field(default_factory=list)
 
 
 PREVIEWED = ("text/plain", "text/xml", "application/xml", "application/hl7-v3+xml")
@@ -65,6 +78,40 @@ def cda_preview(data: bytes) -> Preview | None:
     for section in root.iter(f"{CDA}section"):
         heading = section.findtext(f"{CDA}title") or "Section"
         text = section.find(f"{CDA}text")
-        body = " ".join("".join(text.itertext()).split()) if text is not None else ""
-        sections.append((heading.strip(), body))
+        sections.append((heading.strip(), narrative(text) if text is not None else []))
     return Preview(title=title.strip() if title else None, sections=sections)
+
+
+def _flat(element: Any) -> str:
+    return " ".join("".join(element.itertext()).split())
+
+
+def _local(element: Any) -> str:
+    tag = element.tag
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def narrative(text: Any) -> list[Block]:
+    """The section's ``text`` as blocks: tables and lists keep their shape."""
+    blocks: list[Block] = []
+    if text.text and text.text.strip():
+        blocks.append(Block("text", text=" ".join(text.text.split())))
+    for child in text:
+        kind = _local(child)
+        if kind == "table":
+            rows = [
+                [_flat(cell) for cell in tr if _local(cell) in ("th", "td")] for tr in child.iter(f"{CDA}tr")
+            ]
+            first = next(child.iter(f"{CDA}tr"), None)
+            has_head = child.find(f"{CDA}thead") is not None or (
+                first is not None and all(_local(c) == "th" for c in first if _local(c) in ("th", "td"))
+            )
+            head = rows[0] if has_head and rows else []
+            blocks.append(Block("table", head=head, rows=rows[1:] if head else rows))
+        elif kind == "list":
+            blocks.append(Block("list", items=[_flat(item) for item in child if _local(item) == "item"]))
+        elif _flat(child):
+            blocks.append(Block("text", text=_flat(child)))
+        if child.tail and child.tail.strip():
+            blocks.append(Block("text", text=" ".join(child.tail.split())))
+    return blocks
