@@ -9,7 +9,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..config import Settings
 from ..policy.matrix import AccessMatrix
-from .routes import router
+from . import pages, signin
 from .state import HERE, build_portal
 
 PREFIX = "/portal"
@@ -20,4 +20,5 @@ __all__ = ["PREFIX", "install_portal"]
 def install_portal(app: FastAPI, settings: Settings, matrix: AccessMatrix) -> None:
     app.state.portal = build_portal(settings, matrix)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="portal-static")
-    app.include_router(router, prefix=PREFIX)
+    app.include_router(signin.router, prefix=PREFIX)
+    app.include_router(pages.router, prefix=PREFIX)
