@@ -157,6 +157,8 @@ async def test_forms_need_the_csrf_token_and_our_origin(env: PolicyEnv) -> None:
         assert (
             await web.post("/portal/auth/dev", data={"csrf": "x", "choix": "patient:pat-002"})
         ).status_code == 403
+        non_ascii = await web.post("/portal/auth/dev", data={"csrf": "é" * 43, "choix": "patient:pat-002"})
+        assert non_ascii.status_code == 403
         foreign = await web.post(
             "/portal/auth/dev",
             data={"csrf": csrf_of(home.text), "choix": "patient:pat-002"},
@@ -254,6 +256,8 @@ async def test_oidc_callback_refuses_a_wrong_or_missing_state(env: PolicyEnv) ->
         await web.get("/portal/auth/login")
         wrong = await web.get("/portal/auth/callback", params={"code": "abc", "state": "not-the-one"})
         assert wrong.status_code == 400 and "La connexion a échoué" in wrong.text
+        odd = await web.get("/portal/auth/callback", params={"code": "abc", "state": "état-ü"})
+        assert odd.status_code == 400
         assert (await web.get("/portal/dossier")).status_code == 303
         # the flow is spent: even the right state is refused now
     async with browser(env) as web:
@@ -281,6 +285,7 @@ def test_state_comparison() -> None:
     flow = Flow(state="s1", nonce="n", verifier="v")
     assert same_state(flow, "s1")
     assert not same_state(flow, "s2") and not same_state(flow, None) and not same_state(None, "s1")
+    assert not same_state(flow, "é")
 
 
 def test_sealed_cookies_resist_tampering_and_confusion() -> None:

@@ -48,7 +48,7 @@ def new_flow() -> Flow:
 
 
 def same_state(flow: Flow | None, state: str | None) -> bool:
-    return flow is not None and bool(state) and hmac.compare_digest(flow.state, str(state))
+    return flow is not None and bool(state) and hmac.compare_digest(flow.state.encode(), str(state).encode())
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class OidcClient:
             )
         except jwt.PyJWTError as exc:
             raise SignInError("Le jeton d'identité n'est pas valide.") from exc
-        if not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
+        if not hmac.compare_digest(str(claims.get("nonce", "")).encode(), nonce.encode()):
             raise SignInError("Le jeton d'identité ne correspond pas à cette connexion.")
         return claims
 

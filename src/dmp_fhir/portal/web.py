@@ -123,7 +123,11 @@ async def checked_form(request: Request, session: Session | None) -> FormData | 
             return None
     form = await request.form()
     token = form.get("csrf")
-    if session is None or not isinstance(token, str) or not hmac.compare_digest(token, session.csrf):
+    if (
+        session is None
+        or not isinstance(token, str)
+        or not hmac.compare_digest(token.encode(), session.csrf.encode())
+    ):
         return None
     return form
 
