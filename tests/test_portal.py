@@ -372,3 +372,13 @@ def test_cda_narrative_keeps_tables_and_lists_and_resolves_no_entity(tmp_path: P
     assert "TOP-SECRET" not in repr(shown)
     assert cda_preview(b"<html><body>not a CDA</body></html>") is None
     assert cda_preview(b"not xml at all") is None
+
+
+def test_french_dates() -> None:
+    from dmp_fhir.portal.present import french_date
+
+    assert french_date("2024-02-08T15:30:00+01:00") == "8 février 2024"
+    assert french_date("2026-12-06T12:46:00Z", time_of_day=True) == "6 décembre 2026 à 13:46"  # Paris time
+    assert french_date("2024-07-01T23:30:00+00:00") == "2 juillet 2024"  # already the next day in Paris
+    assert french_date("2010-05-03") == "3 mai 2010"
+    assert french_date("2024-13-01") == "2024-13-01" and french_date(None) == "date inconnue"

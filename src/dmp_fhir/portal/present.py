@@ -102,7 +102,7 @@ def french_date(value: str | None, *, time_of_day: bool = False) -> str:
         moment = None
     if moment is None:
         parts = value.split("-")
-        if len(parts) == 3 and all(p.isdigit() for p in parts):
+        if len(parts) == 3 and all(p.isdigit() for p in parts) and 1 <= int(parts[1]) <= 12:
             return f"{int(parts[2])} {MONTHS[int(parts[1]) - 1]} {parts[0]}"
         return value
     zone = _paris()
