@@ -12,7 +12,7 @@ import base64
 import binascii
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -394,6 +394,13 @@ class Repository:
 
     # -- writes -----------------------------------------------------------------------
 
+    async def declare_sender(self, resources: Iterable[Any]) -> None:
+        """An establishment system's write: its policy decides for the professional these
+        resources declare from now on (policy/senders.py); the audit record names both."""
+        caller = await self.policy.declare_sender([r for r in resources if isinstance(r, Mapping)])
+        if self._record is not None:
+            self._record.caller = caller
+
     def _guard(self, rtype: str, new: dict[str, Any] | None) -> WriteGuard:
         """The policy check run by the store against the current state, on every attempt."""
         planned = self._planned
@@ -449,6 +456,7 @@ class Repository:
         rtype = resource_type(type_name)
         self._writable(rtype)
         async with self._audited("create", rtype.name) as record:
+            await self.declare_sender([body])
             self.policy.require(rtype.name, "c")
             resource = self.validated(body, rtype.name)
             new_id = rid or str(uuid.uuid4())
@@ -482,6 +490,7 @@ class Repository:
         rtype = resource_type(type_name)
         self._writable(rtype)
         async with self._audited("update", rtype.name) as record:
+            await self.declare_sender([body])
             self.policy.require(rtype.name, "u")
             check_id(rid)
             resource = self.validated(body, rtype.name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Protocol
 
 from ..auth.caller import Caller
@@ -50,6 +50,10 @@ class AccessPolicy(Protocol):
     async def check_operation(self, operation: str, rtype: str, pid: str | None) -> None:
         """May the caller run the lifecycle operation ``$operation`` for patient ``pid``?"""
 
+    async def declare_sender(self, resources: Iterable[Mapping[str, Any]]) -> Caller:
+        """An establishment system writing these resources: decide for the professional they
+        declare from now on (policy/senders.py); returns the caller decided for."""
+
 
 class Unrestricted:
     """No policy: internal jobs (sample loading, retention purge) and reference benchmarks.
@@ -91,3 +95,6 @@ class Unrestricted:
 
     async def check_operation(self, operation: str, rtype: str, pid: str | None) -> None:
         return None
+
+    async def declare_sender(self, resources: Iterable[Mapping[str, Any]]) -> Caller:
+        return self.caller

@@ -8,7 +8,7 @@ See the README's access table; the rules' data lives in ``profiles/access-matrix
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..auth.caller import Caller
@@ -19,6 +19,7 @@ from ..storage.store import ResourceStore
 from .base import Interaction, WriteAction
 from .fields import labels_of
 from .matrix import AccessMatrix
+from .senders import declared_professional
 from .relations import (
     AUTHOR_KEEPS_ACCESS,
     Relation,
@@ -39,12 +40,6 @@ INVISIBLE_REPRESENTATIVES = "INVISIBLE_REPRESENTANTS_LEGAUX"
 SECRET_CONNECTION = "CONNEXION_SECRETE"  # on audit events of a minor's secret connection
 RECORDS = "dmp_record"  # one document per patient whose DMP is not simply open
 _NOTHING: dict[str, Any] = {"_id": {"$in": []}}
-_SCOPE_CONTEXT = {
-    "patient": "patient",
-    "related-person": "patient",
-    "practitioner": "user",
-    "system": "system",
-}
 
 
 class DmpPolicy:
@@ -68,13 +63,24 @@ class DmpPolicy:
     # -- scopes (SMART) -----------------------------------------------------------------
 
     def require(self, rtype: str, interaction: Interaction) -> None:
-        context = _SCOPE_CONTEXT.get(self.caller.kind)
+        context = self.caller.scope_context
         if context is None or not self.caller.scopes.allows(context, rtype, interaction):
             raise Forbidden(
                 f"The token's scopes do not allow '{interaction}' on {rtype}.",
                 code="forbidden",
                 headers={"WWW-Authenticate": 'Bearer realm="dmp-fhir", error="insufficient_scope"'},
             )
+
+    # -- establishment systems (policy/senders.py) --------------------------------------
+
+    async def declare_sender(self, resources: Iterable[Mapping[str, Any]]) -> Caller:
+        """An establishment system writing patient data: from here on, every rule is decided
+        for the professional its documents declare (403 when it names none of its own)."""
+        if self.caller.kind == "system":
+            professional = await declared_professional(self.store, self.caller, resources)
+            if professional is not None:
+                DmpPolicy.__init__(self, professional, self.store, self.matrix)
+        return self.caller
 
     # -- relations to patients ----------------------------------------------------------
 
@@ -186,7 +192,7 @@ class DmpPolicy:
         kind = self.caller.kind
         if kind == "internal":
             return {}
-        context = _SCOPE_CONTEXT.get(kind)
+        context = self.caller.scope_context
         scopes = self.caller.scopes
         if context is None or not (scopes.allows(context, rtype, "r") or scopes.allows(context, rtype, "s")):
             return None  # includes, chains and _has obey the token's scopes too

@@ -3,7 +3,8 @@
 excluded actor ─► EXCLUDED                 (403, always)
 record closed  ─► CLOSED                   (403 for professionals; the patient still reads)
 denied by P    ─► BLOCKED                  (403, even in an emergency)
-P's GP         ─► GP                       (sees every section, masked documents too)
+P's GP         ─► GP                       (sees every section, masked documents too;
+                                            the occupational physician: AUTHORISED, matrix only)
 permitted by P ─► AUTHORISED               (matrix applies, masked documents hidden)
 emergency      ─► EMERGENCY                (bris de glace: eligible, ETREAT/BTG, not opposed)
 otherwise      ─► NOT_AUTHORISED           (403)
@@ -155,6 +156,10 @@ def professional_relation(
     if findings.blocked:
         return Relation.BLOCKED
     if patient is not None and person & set(patient.get("_p_gp") or ()):
+        # Named médecin traitant: deemed authorised — but an occupational physician never
+        # gets the GP's view, only their matrix rule (the occupational-health section).
+        if matrix.is_occupational(caller.profession, caller.specialty):
+            return Relation.AUTHORISED
         return Relation.GP
     if findings.permitted:
         return Relation.AUTHORISED

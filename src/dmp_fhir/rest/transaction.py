@@ -67,6 +67,8 @@ async def run_transaction(
                     entry.resource = await _rewrite(repo, entry.resource, ids, base)
                 except FhirError as exc:
                     raise located(exc, entry.index) from None
+        # An establishment system writes for the professional its documents declare.
+        await repo.declare_sender(e.resource for e in entries if e.method in ("POST", "PUT"))
         writes, origin = await _plan_writes(repo, entries)
         if writes:
             try:
