@@ -63,6 +63,8 @@ class AuditRecord:
     secret: bool = False
     #: The operation's name (``dmp-close`` …) when ``interaction`` is ``operation``.
     operation: str | None = None
+    #: What the professional attested (``patient-present``: an access grant given in person).
+    attestation: str | None = None
     #: (patient, ``Type/id[/_history/n]``, hiding labels) of every resource touched.
     touched: list[tuple[str | None, str, frozenset[str]]] = field(default_factory=list)
 
@@ -103,6 +105,7 @@ class AuditRecord:
                     labels=set(labels),
                     secret=self.secret,
                     operation=self.operation,
+                    attestation=self.attestation,
                 )
             )
         return records
@@ -138,6 +141,9 @@ def build_audit_event(record: AuditRecord, *, moment: datetime, source: str) -> 
         }
         for pid in sorted(record.patients)
     ]
+    if record.attestation:
+        for entity in entities:
+            entity["detail"] = [{"type": "attestation", "valueString": record.attestation}]
     entities += [
         {
             "what": {"reference": ref},

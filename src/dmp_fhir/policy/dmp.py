@@ -19,14 +19,15 @@ from ..storage.store import ResourceStore
 from .base import Interaction, WriteAction
 from .fields import labels_of
 from .matrix import AccessMatrix
-from .senders import declared_professional
 from .relations import (
     AUTHOR_KEEPS_ACCESS,
     Relation,
     caller_keys,
     person_keys,
     professional_relation,
+    roles_keys,
 )
+from .senders import declared_professional
 
 DIRECTORY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
 PATIENT_DATA_TYPES = frozenset(
@@ -91,10 +92,10 @@ class DmpPolicy:
         roles = await self.store.find(
             "PractitionerRole",
             {"_s_practitioner": self.caller.subject, "_deleted": False},
-            projection={"_id": 1},
+            projection={"_id": 1, "_s_organization": 1},
         )
-        role_keys = {f"PractitionerRole/{d['_id']}" for d in roles}
-        self.keys = self.keys | role_keys
+        role_keys, establishments = roles_keys(roles)
+        self.keys = self.keys | role_keys | establishments  # the care team of an establishment
         self.person = self.person | role_keys
         self._roles_loaded = True
 
@@ -341,6 +342,15 @@ class DmpPolicy:
                 return
             raise Forbidden("A DMP is opened by a professional or by the patient themself.")
         assert pid is not None
+        if operation == "dmp-access-attested":
+            # A grant the patient gave in person, recorded by the professional it names.
+            if kind != "practitioner":
+                raise Forbidden("Only a professional attests a grant the patient gave in person.")
+            await self.prepare({pid})
+            relation = self.relations.get(pid, Relation.NOT_AUTHORISED)
+            if relation in (Relation.BLOCKED, Relation.CLOSED, Relation.EXCLUDED):
+                raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
+            return
         if operation == "dmp-reopen":
             if kind != "practitioner":
                 raise Forbidden("A closed DMP is reopened by a professional, at the patient's request.")

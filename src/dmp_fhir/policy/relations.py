@@ -68,6 +68,21 @@ def caller_keys(caller: Caller) -> frozenset[str]:
     return frozenset(keys)
 
 
+def roles_keys(roles: Iterable[dict[str, Any]]) -> tuple[frozenset[str], frozenset[str]]:
+    """The caller's PractitionerRoles (stored documents with ``_s_organization``) → the keys
+    naming them as a person (``PractitionerRole/x``) and the establishments they work for
+    (``Organization/y``): an establishment's authorisation covers its professionals, "réputé
+    autorisé" as its care team, and its block refuses them."""
+    persons = frozenset(f"PractitionerRole/{d['_id']}" for d in roles)
+    establishments = frozenset(
+        value
+        for d in roles
+        for value in d.get("_s_organization") or ()
+        if isinstance(value, str) and value.startswith("Organization/")
+    )
+    return persons, establishments
+
+
 @dataclass(frozen=True, slots=True)
 class ConsentFindings:
     blocked: bool = False
