@@ -55,6 +55,8 @@ class Matrix:
             s["code"] for a in raw["excludedActors"] for s in a.get("alsoMatchOrganizationSector", [])
         }
         self.emergency_settings = {s["code"] for s in raw["emergencySettings"]}
+        occupational = raw["occupationalPhysician"]
+        self.occupational = (occupational["profession"], occupational.get("specialty"))
         glass = raw["breakGlass"]
         self.glass_professions = set(glass["eligible"]["profession"])
         self.glass_purposes = {p["code"] for p in glass["purposeOfUse"]}
@@ -185,12 +187,23 @@ def professional_standing(claims: dict[str, Any], pid: str, world: World, matrix
         return REFUSED
     me = claims["fhirUser"]
     names = {me} | ({claims["organization"]} if claims.get("organization") else set())
+    # An establishment's consent (permit or deny) speaks for every professional the directory
+    # gives a role there, whichever establishment the token names (issue 16: the care team).
+    names |= {
+        str(role["organization"]["reference"])
+        for role in world.roles.values()
+        if role.get("practitioner", {}).get("reference") == me and "reference" in role.get("organization", {})
+    }
     provisions = _active_provisions(pid, world)
     if any(
         p.get("type") == "deny" and not p.get("purpose") and _provision_names(p, names) for p in provisions
     ):
         return REFUSED
     if is_treating(pid, me, world):
+        # The occupational physician (10/SM25) never gets the treating physician's view:
+        # named GP, they are deemed authorised, within their own matrix rule only.
+        if (claims.get("profession"), claims.get("specialty")) == matrix.occupational:
+            return AUTHORISED
         return TREATING
     if any(p.get("type") == "permit" and _provision_names(p, names) for p in provisions):
         return AUTHORISED

@@ -47,11 +47,16 @@ async def test_the_creator_feeds_the_record_just_opened_and_the_patient_can_revo
     fed = await feed(env, "cardio", pid, "819999990047")
     assert fed.status_code == 200, fed.text
     grants = [c for c in await consents(env, pid) if c["id"] == f"{pid}-creator"]
-    assert grants and grants[0]["provision"]["actor"][0]["reference"]["reference"] == "Practitioner/pra-cardio-roux"
+    assert (
+        grants
+        and grants[0]["provision"]["actor"][0]["reference"]["reference"] == "Practitioner/pra-cardio-roux"
+    )
     # The patient sees the grant and revokes it: the creator is then refused.
     seen = await env.client.get("/Consent", params={"patient": pid}, headers=env.patient(pid))
     assert f"{pid}-creator" in seen.text
-    revoked = await operation(env, env.patient(pid), f"/Patient/{pid}/$dmp-access", access("revoke", "Practitioner/pra-cardio-roux"))
+    revoked = await operation(
+        env, env.patient(pid), f"/Patient/{pid}/$dmp-access", access("revoke", "Practitioner/pra-cardio-roux")
+    )
     assert revoked.status_code == 200, revoked.text
     assert (await env.client.get(f"/Patient/{pid}", headers=env.headers("cardio"))).status_code == 403
 
@@ -95,7 +100,10 @@ async def test_a_blocked_professional_cannot_grant_themself(env: PolicyEnv) -> N
 
 async def test_a_professional_of_a_blocked_establishment_cannot_grant_themself(env: PolicyEnv) -> None:
     blocked = await operation(
-        env, env.patient("pat-013"), "/Patient/pat-013/$dmp-access", access("block", "Organization/org-chu-bellerive")
+        env,
+        env.patient("pat-013"),
+        "/Patient/pat-013/$dmp-access",
+        access("block", "Organization/org-chu-bellerive"),
     )
     assert blocked.status_code == 200
     r = await operation(env, env.headers("psy"), "/Patient/pat-013/$dmp-access", attested())
@@ -105,7 +113,14 @@ async def test_a_professional_of_a_blocked_establishment_cannot_grant_themself(e
 async def test_an_establishments_authorisation_covers_its_professionals(env: PolicyEnv) -> None:
     # pat-002 authorised the CHU: its cardiologist is authorised by their PractitionerRole,
     # even with a token that does not name the organisation.
-    claims = {k: v for k, v in {"fhirUser": "Practitioner/pra-cardio-roux", "profession": "10", "specialty": "SM04"}.items()}
+    claims = {
+        k: v
+        for k, v in {
+            "fhirUser": "Practitioner/pra-cardio-roux",
+            "profession": "10",
+            "specialty": "SM04",
+        }.items()
+    }
     r = await env.client.get("/Patient/pat-002", headers=env.headers(claims))
     assert r.status_code == 200, r.text
 
@@ -124,3 +139,38 @@ async def test_an_occupational_physician_named_gp_stays_in_their_section(env: Po
     found = await env.client.get("/DocumentReference", params=params, headers=env.headers("mdt"))
     assert found.status_code == 200, found.text
     assert found.json().get("entry", []) == []  # pat-001 has no occupational-health document
+
+
+IDE = {
+    "fhirUser": "Practitioner/pra-ide-bernard",
+    "profession": "60",
+    "organization": "Organization/org-msp-aure",
+}
+
+
+async def test_co_authorship_grants_nothing_by_itself(env: PolicyEnv) -> None:
+    # Regression: an authorised professional named an unauthorised one as co-author, and so
+    # opened the record to them ("author keeps access").
+    bundle = sender_bundle("Patient/pat-001", "819999990013", "1990050056", type_code="11488-4")
+    document = bundle["entry"][1]["resource"]
+    document["author"] += [
+        {"reference": "Practitioner/pra-kine-girard"},  # another establishment: not entitled
+        {"reference": "PractitionerRole/prr-ide-bernard"},  # a colleague of the writer's MSP
+    ]
+    r = await env.client.post(
+        "", json=bundle, headers={**env.headers("gp_martin", rpps="819999990013"), **JSON}
+    )
+    assert r.status_code == 200, r.text
+    doc_id = next(
+        e["response"]["location"].split("/")[1]
+        for e in r.json()["entry"]
+        if e["response"]["location"].startswith("DocumentReference/")
+    )
+    kine = await env.client.get(f"/DocumentReference/{doc_id}", headers=env.headers("kine"))
+    assert kine.status_code == 403, kine.text
+    colleague = await env.client.get(f"/DocumentReference/{doc_id}", headers=env.headers(IDE))
+    assert colleague.status_code == 200, colleague.text
+    # The patient masking it (a new version written by the patient) keeps the authors counted.
+    stored = await env.database.db["DocumentReference"].find_one({"_id": doc_id})
+    assert "Practitioner/pra-kine-girard" not in stored["_p_authors"]
+    assert "PractitionerRole/prr-ide-bernard" in stored["_p_authors"]

@@ -222,6 +222,10 @@ async def test_the_patient_changes_gp_contacts_and_adds_directives(env: PolicyEn
     put = await env.client.put(f"/Patient/{pid}", json=patient, headers={**me, **JSON})
     assert put.status_code == 200, put.text
     assert await status(env, env.headers("gp_benali"), f"/Patient/{pid}") == 200
+    # Dr Martin is no longer the GP but still authorised, as the DMP's creator, until revoked.
+    assert await status(env, env.headers("gp_martin"), f"/Patient/{pid}") == 200
+    revoke = access("revoke", "Practitioner/pra-gp-martin")
+    assert (await operation(env, me, f"/Patient/{pid}/$dmp-access", revoke)).status_code == 200
     assert await status(env, env.headers("gp_martin"), f"/Patient/{pid}") == 403
     # A professional does not change the médecin traitant.
     put = await env.client.put(f"/Patient/{pid}", json=patient, headers={**env.headers("gp_benali"), **JSON})
@@ -280,7 +284,7 @@ async def test_the_patient_manages_access(env: PolicyEnv) -> None:
     consents = (
         await env.client.get("/Consent", params={"patient": pid, "status": "active"}, headers=me)
     ).json()
-    assert len(consents["entry"]) == 2  # the creation consent and the grant
+    assert len(consents["entry"]) == 3  # the creation consent, the creator's grant and the grant
     theirs = await env.client.get("/Consent", params={"patient": pid}, headers=kine)
     assert theirs.status_code == 403 or not theirs.json().get("entry")
     revoked = await operation(env, me, path, access("revoke", "Practitioner/pra-kine-girard"))

@@ -193,15 +193,28 @@ class Repository:
         ):
             for doc in await self.store.find(dependent, {**query, "_deleted": False}):
                 fields = await policy_fields(dependent, doc["resource"], self.matrix, self._resolve)
+                fields.pop("_p_authors", None)  # decided when that version was written
                 await self.store.set_fields(dependent, doc["_id"], fields)
 
-    async def _fields(self, rtype: str, resource: dict[str, Any] | None) -> dict[str, Any]:
+    async def _fields(
+        self, rtype: str, resource: dict[str, Any] | None, *, rid: str | None = None
+    ) -> dict[str, Any]:
         """Search and policy fields: computed here, for every write path."""
         if resource is None:
             return {}
         fields = extract_search_fields(rtype, resource, base_url=self.settings.base_url)
         check_field_sizes(fields)
         fields.update(await policy_fields(rtype, resource, self.matrix, self._resolve))
+        if "_p_authors" in fields and rtype in ("DocumentReference", "List"):
+            # Co-authorship grants nothing by itself: only authors entitled to write it count
+            # — the writer of this version, or those the previous version already counted.
+            named = list(fields["_p_authors"])
+            entitled = set(await self.policy.authorship(rtype, resource, named, self._resolve))
+            if rid is not None:
+                previous = await self.store.read_doc(rtype, {"_id": rid})
+                if previous is not None and not previous.get("_deleted"):
+                    entitled |= set(previous.get("_p_authors") or ()) & set(named)
+            fields["_p_authors"] = sorted(entitled)
         return fields
 
     async def _resolve(self, reference: str) -> dict[str, Any] | None:
@@ -507,7 +520,7 @@ class Repository:
                     code="invalid",
                     expression=(f"{rtype.name}.id",),
                 )
-            fields = await self._fields(rtype.name, resource)
+            fields = await self._fields(rtype.name, resource, rid=rid)
             kept, content_fields, blobs = self._split_content(rtype.name, resource)
             stored = await self.store.write(
                 rtype.name,
@@ -657,7 +670,7 @@ class Repository:
                         continue
                     if not w.validated:
                         resource = self.validated(resource, w.rtype)
-                    fields = await self._fields(w.rtype, resource)
+                    fields = await self._fields(w.rtype, resource, rid=None if w.fresh else w.rid)
                     doc = self._planned[f"{w.rtype}/{w.rid}"]
                     doc.update(fields)
                     kept, content_fields, blobs = self._split_content(w.rtype, resource)

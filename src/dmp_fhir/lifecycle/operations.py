@@ -298,7 +298,9 @@ class LifecycleOperations:
         await self._live_patient(pid)
         record.attestation = attestation
         moment = format_instant(now_utc())
-        consent = dmp_consents.attested(dmp_consents.access_consent(pid, moment, "grant", me), me, attestation)
+        consent = dmp_consents.attested(
+            dmp_consents.access_consent(pid, moment, "grant", me), me, attestation
+        )
         return [await self._write_authorised("Consent", str(uuid.uuid4()), consent, create_only=True)]
 
     async def close_dmp(self, pid: str) -> dict[str, Any]:

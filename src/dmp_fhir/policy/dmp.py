@@ -16,8 +16,9 @@ from ..errors import Forbidden, NotFound
 from ..lifecycle.identity import patient_ins_keys
 from ..search.engine import eq_or_in
 from ..storage.store import ResourceStore
+from .authorship import ESTABLISHMENT_PREFIXES, entitled_authors, holder_authors
 from .base import Interaction, WriteAction
-from .fields import labels_of
+from .fields import Resolver, labels_of
 from .matrix import AccessMatrix
 from .relations import (
     AUTHOR_KEEPS_ACCESS,
@@ -82,6 +83,23 @@ class DmpPolicy:
             if professional is not None:
                 DmpPolicy.__init__(self, professional, self.store, self.matrix)
         return self.caller
+
+    async def authorship(
+        self, rtype: str, resource: Mapping[str, Any], authors: list[str], resolve: Resolver
+    ) -> list[str]:
+        """The ``_p_authors`` to store: only authors entitled to write it (policy/authorship.py)."""
+        kind = self.caller.kind
+        if kind == "internal":
+            return authors
+        if kind in ("patient", "related-person"):
+            return holder_authors(authors)
+        if kind != "practitioner":
+            return []
+        await self._load_roles()
+        establishments = {k for k in self.keys if k.startswith(ESTABLISHMENT_PREFIXES)}
+        return await entitled_authors(
+            rtype, resource, resolve, writer=self.person, establishments=establishments
+        )
 
     # -- relations to patients ----------------------------------------------------------
 
