@@ -174,3 +174,22 @@ async def test_co_authorship_grants_nothing_by_itself(env: PolicyEnv) -> None:
     stored = await env.database.db["DocumentReference"].find_one({"_id": doc_id})
     assert "Practitioner/pra-kine-girard" not in stored["_p_authors"]
     assert "PractitionerRole/prr-ide-bernard" in stored["_p_authors"]
+
+
+async def test_permission_comes_before_the_profile(env: PolicyEnv) -> None:
+    # A document that fails the DMP profile (no type, no date…), from a caller who may not write
+    # for this patient: 403, and the refusal says nothing of the profile.
+    bad = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"reference": "Patient/pat-001"},
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
+        "author": [{"reference": "Practitioner/pra-gp-martin"}],
+        "content": [{"attachment": {"contentType": "text/plain", "url": "https://example.org/x"}}],
+    }
+    r = await env.client.post("/DocumentReference", json=bad, headers={**env.headers("kine"), **JSON})
+    assert r.status_code == 403, r.text
+    assert "profile" not in r.text.lower()
+    # The patient's own GP, who may write, learns what the profile wants.
+    r = await env.client.post("/DocumentReference", json=bad, headers={**env.headers("gp_martin"), **JSON})
+    assert r.status_code == 422, r.text

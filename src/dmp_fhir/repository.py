@@ -97,7 +97,7 @@ class TransactionWrite:
     if_match: int | None = None
     create_only: bool = False
     fresh: bool = False  # a server-assigned id (POST): nobody else can have written it
-    validated: bool = False  # already through ``validated`` (the planner checks before MHD rules)
+    validated: bool = False  # already through ``checked`` (the planner checks before MHD rules)
 
 
 #: A transaction writes documents before what depends on them (Binary, List): their policy
@@ -429,15 +429,26 @@ class Repository:
                 return
             action: WriteAction = "delete" if new is None else "update" if current else "create"
             await self.policy.check_write(rtype, action, new, current, planned=planned)
+            if new is not None:
+                # Permission before profile: who may not write learns nothing of the profile.
+                self.conform(new["resource"], rtype)
 
         return guard
 
     def validated(self, body: Any, rtype: str) -> dict[str, Any]:
-        """The base R4 check, then the DMP profile of the type: every write path goes here
-        (and planners, before they reason on a resource)."""
-        resource = check_resource(body, expected_type=rtype)
-        default_conformance().enforce(resource, self.settings.profile_enforcement)
+        """The base R4 check, then the DMP profile of the type (writes the policy allowed
+        already: the lifecycle operations')."""
+        resource = self.checked(body, rtype)
+        self.conform(resource, rtype)
         return resource
+
+    def checked(self, body: Any, rtype: str) -> dict[str, Any]:
+        """The base R4 check: what the policy and planners may reason on. The DMP profile
+        runs in the write guard, after the policy's check (403 before 422)."""
+        return check_resource(body, expected_type=rtype)
+
+    def conform(self, resource: dict[str, Any], rtype: str) -> None:
+        default_conformance().enforce(resource, self.settings.profile_enforcement)
 
     def _split_content(
         self, rtype: str, resource: dict[str, Any]
@@ -471,7 +482,7 @@ class Repository:
         async with self._audited("create", rtype.name) as record:
             await self.declare_sender([body])
             self.policy.require(rtype.name, "c")
-            resource = self.validated(body, rtype.name)
+            resource = self.checked(body, rtype.name)
             new_id = rid or str(uuid.uuid4())
             resource = {**resource, "id": new_id}
             fields = await self._fields(rtype.name, resource)
@@ -506,7 +517,7 @@ class Repository:
             await self.declare_sender([body])
             self.policy.require(rtype.name, "u")
             check_id(rid)
-            resource = self.validated(body, rtype.name)
+            resource = self.checked(body, rtype.name)
             body_id = resource.get("id")
             if body_id is None:
                 raise BadRequest(
@@ -669,7 +680,7 @@ class Repository:
                         )
                         continue
                     if not w.validated:
-                        resource = self.validated(resource, w.rtype)
+                        resource = self.checked(resource, w.rtype)
                     fields = await self._fields(w.rtype, resource, rid=None if w.fresh else w.rid)
                     doc = self._planned[f"{w.rtype}/{w.rid}"]
                     doc.update(fields)

@@ -251,7 +251,8 @@ async def _plan_writes(
         except FhirError as exc:
             raise located(exc, entry.index) from None
         views.append(Entry(entry.index, entry.rtype, entry.rid, resource))
-    # Every resource is checked (R4 and the DMP profiles) before the MHD rules reason on it.
+    # Every resource is checked (R4) before the MHD rules reason on it; the DMP profiles run
+    # in the write guards, after the policy (403 before 422).
     views = _validated(repo, views)
     if any(is_submission_set(v.resource) for v in views):
         known = len(views)
@@ -287,7 +288,7 @@ def _validated(repo: Repository, views: list[Entry]) -> list[Entry]:
     for view in views:
         if view.resource is not None:
             try:
-                view = Entry(view.index, view.rtype, view.rid, repo.validated(view.resource, view.rtype))
+                view = Entry(view.index, view.rtype, view.rid, repo.checked(view.resource, view.rtype))
             except FhirError as exc:
                 raise located(exc, view.index) from None
         out.append(view)
