@@ -203,6 +203,9 @@ def _check_attachment(doc: Entry, n: int, attachment: dict[str, Any], planned: d
             code="required",
             expression=(f"{where}.url",),
         )
+    if binary.get("securityContext") is None:
+        # Neither MHD nor PDSm requires it: the server binds the content to its document.
+        binary["securityContext"] = {"reference": doc.key}
     security = _reference(binary.get("securityContext"))
     if security != doc.key:
         raise Unprocessable(

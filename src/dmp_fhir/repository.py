@@ -35,6 +35,7 @@ from .errors import (
 )
 from .jsonpatch import PatchError, apply_patch
 from .mhd import check_find_documents
+from .pdsm import IS_ARCHIVED_EXTS, canonical_extensions
 from .policy.base import AccessPolicy, Unrestricted, WriteAction
 from .policy.fields import HIDING_LABELS, policy_fields
 from .policy.matrix import AccessMatrix, load_matrix
@@ -445,7 +446,8 @@ class Repository:
     def checked(self, body: Any, rtype: str) -> dict[str, Any]:
         """The base R4 check: what the policy and planners may reason on. The DMP profile
         runs in the write guard, after the policy's check (403 before 422)."""
-        return check_resource(body, expected_type=rtype)
+        resource = check_resource(body, expected_type=rtype)
+        return canonical_extensions(resource) if rtype in ("DocumentReference", "List") else resource
 
     def conform(self, resource: dict[str, Any], rtype: str) -> None:
         default_conformance().enforce(resource, self.settings.profile_enforcement)
@@ -829,16 +831,13 @@ def _with_data(version: StoredVersion, resource: Mapping[str, Any]) -> StoredVer
     return replace(version, resource={**version.resource, "data": resource["data"]}, content_id=None)
 
 
-IS_ARCHIVED_EXT = "http://esante.gouv.fr/cisis/fhir/StructureDefinition/PDSm_isArchived"
-
-
 def _document_outside_metadata(resource: Mapping[str, Any]) -> dict[str, Any]:
     """A DocumentReference without what the French metadata update may change."""
     out = {k: v for k, v in resource.items() if k not in ("status", "securityLabel", "meta")}
     extensions = [
         e
         for e in resource.get("extension") or ()
-        if not (isinstance(e, dict) and e.get("url") == IS_ARCHIVED_EXT)
+        if not (isinstance(e, dict) and e.get("url") in IS_ARCHIVED_EXTS)
     ]
     out.pop("extension", None)
     if extensions:
