@@ -91,11 +91,16 @@ class DmpPolicy:
         kind = self.caller.kind
         if kind == "internal":
             return authors
+        unsourced = rtype == "List" and not resource.get("source")  # a folder: its writer's
         if kind in ("patient", "related-person"):
+            if unsourced and self.caller.patient:
+                return [self.caller.subject]
             return holder_authors(authors)
         if kind != "practitioner":
             return []
         await self._load_roles()
+        if unsourced:
+            return sorted(self.person)
         establishments = {k for k in self.keys if k.startswith(ESTABLISHMENT_PREFIXES)}
         return await entitled_authors(
             rtype, resource, resolve, writer=self.person, establishments=establishments
