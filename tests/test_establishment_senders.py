@@ -162,3 +162,22 @@ async def test_reads_name_the_professional_on_whose_behalf(env: PolicyEnv) -> No
     # The claim needs the establishment.
     r = await env.client.get("/Organization", headers=env.headers({"client_id": "x", "on_behalf_of": CARDIO}))
     assert r.status_code == 401
+
+
+async def test_summary_keeps_the_contained_author_it_points_to(env: PolicyEnv) -> None:
+    r = await send(env, CHU, sender_bundle("Patient/pat-002", CARDIO, "1990010019"))
+    doc_id = created(r, "DocumentReference")
+    found = await env.client.get(
+        "/DocumentReference",
+        params={"_id": doc_id, "_summary": "true"},
+        headers=env.patient("pat-002"),
+    )
+    resource = found.json()["entry"][0]["resource"]
+    assert resource["author"] == [{"reference": "#author"}]
+    assert {c["id"] for c in resource["contained"]} == {"author", "author-person", "author-org"}
+    elements = await env.client.get(
+        "/DocumentReference",
+        params={"_id": doc_id, "_elements": "status"},
+        headers=env.patient("pat-002"),
+    )
+    assert "contained" not in elements.json()["entry"][0]["resource"]
