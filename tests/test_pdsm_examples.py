@@ -28,12 +28,16 @@ EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples" / 
 if not EXAMPLES.is_dir():
     EXAMPLES = Path("/work/shared/examples/pdsm-3.1.1")
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
-TRE_A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument"
+TRE_A07 = (
+    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument"
+)
 TRE_G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
 IDNPS = "urn:oid:1.2.250.1.71.4.2.1"
 
 if not EXAMPLES.is_dir():  # pragma: no cover - the shared folder is absent outside this workspace
-    pytest.skip("shared/examples/pdsm-3.1.1 is absent: the ANS examples cannot be read", allow_module_level=True)
+    pytest.skip(
+        "shared/examples/pdsm-3.1.1 is absent: the ANS examples cannot be read", allow_module_level=True
+    )
 
 
 def example(name: str) -> dict[str, Any]:
@@ -73,7 +77,9 @@ def _dmp_label(document: dict[str, Any]) -> None:
 
 
 async def test_organization_through_the_directory(env: PolicyEnv) -> None:
-    r = await env.client.post("/Organization", json=example("Organization-org-example.json"), headers={**env.system(), **JSON})
+    r = await env.client.post(
+        "/Organization", json=example("Organization-org-example.json"), headers={**env.system(), **JSON}
+    )
     assert r.status_code == 201, r.text
     STATE["organization"] = r.json()["id"]
     # The directory entries the examples' author references (not examples of the guide: the
@@ -81,7 +87,9 @@ async def test_organization_through_the_directory(env: PolicyEnv) -> None:
     contained = example("DocumentReference-exemple-pdsm-documentreference.json")["contained"][0]
     practitioner = {**contained, "id": "practitioner-example"}
     practitioner.pop("meta", None)
-    r = await env.client.put("/Practitioner/practitioner-example", json=practitioner, headers={**env.system(), **JSON})
+    r = await env.client.put(
+        "/Practitioner/practitioner-example", json=practitioner, headers={**env.system(), **JSON}
+    )
     assert r.status_code in (200, 201), r.text
     org_id = STATE["organization"]
     role = {
@@ -92,7 +100,9 @@ async def test_organization_through_the_directory(env: PolicyEnv) -> None:
         "organization": {"reference": f"Organization/{org_id}"},
         "code": [{"coding": [{"system": TRE_G15, "code": "10"}]}],
     }
-    r = await env.client.put("/PractitionerRole/practitionerrole-example", json=role, headers={**env.system(), **JSON})
+    r = await env.client.put(
+        "/PractitionerRole/practitionerrole-example", json=role, headers={**env.system(), **JSON}
+    )
     assert r.status_code in (200, 201), r.text
 
 
@@ -108,7 +118,9 @@ async def test_patient_through_dmp_create(env: PolicyEnv) -> None:
         {"name": "patient", "resource": {k: v for k, v in patient.items() if k not in ("name", "id")}},
     ]
     author = env.headers({**AUTHOR, "organization": f"Organization/{STATE['organization']}"})
-    r = await env.client.post("/Patient/$dmp-create", json={**body, "parameter": params}, headers={**author, **JSON})
+    r = await env.client.post(
+        "/Patient/$dmp-create", json={**body, "parameter": params}, headers={**author, **JSON}
+    )
     assert r.status_code == 201, r.text
     STATE["patient"] = r.json()["id"]
 
@@ -141,7 +153,11 @@ async def test_comprehensive_document_submission_set_folder_and_binary_through_i
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            {"fullUrl": f"{env.settings.base_url}/{url}", "resource": res, "request": {"method": "PUT", "url": url}}
+            {
+                "fullUrl": f"{env.settings.base_url}/{url}",
+                "resource": res,
+                "request": {"method": "PUT", "url": url},
+            }
             for res, url in entries
         ],
     }

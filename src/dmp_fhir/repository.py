@@ -34,7 +34,7 @@ from .errors import (
     Unprocessable,
 )
 from .jsonpatch import PatchError, apply_patch
-from .mhd import check_find_documents
+from .mhd import Entry, check_find_documents, check_plain_document, externalize_inline_content
 from .pdsm import IS_ARCHIVED_EXTS, canonical_extensions
 from .policy.base import AccessPolicy, Unrestricted, WriteAction
 from .policy.fields import HIDING_LABELS, policy_fields
@@ -436,6 +436,33 @@ class Repository:
 
         return guard
 
+    async def _write_document(
+        self, resource: dict[str, Any], *, create: bool, if_match: int | None
+    ) -> StoredVersion | None:
+        """A plain create/update of a DocumentReference runs ITI-65's document rules (mhd.py):
+        inline content is checked (size, SHA-1) and moved to a Binary bound to the document,
+        written with it atomically; the masterIdentifier must be new. Returns the stored
+        document when it was written here (inline content), None when the plain write goes on."""
+        rid = str(resource["id"])
+        entries = externalize_inline_content([Entry(-1, "DocumentReference", rid, resource)])
+        entries = [entries[0]] + [
+            Entry(e.index, e.rtype, e.rid, self.checked(e.resource, e.rtype)) for e in entries[1:]
+        ]
+        await check_plain_document(entries, self.documents_with_identifier)
+        if len(entries) == 1:
+            return None
+        writes = [
+            TransactionWrite(
+                "DocumentReference", rid, resource, if_match, create, fresh=create, validated=True
+            ),
+            *(
+                TransactionWrite(e.rtype, e.rid, e.resource, None, True, fresh=True, validated=True)
+                for e in entries[1:]
+            ),
+        ]
+        results = await self.transaction(writes)
+        return results[0]
+
     def validated(self, body: Any, rtype: str) -> dict[str, Any]:
         """The base R4 check, then the DMP profile of the type (writes the policy allowed
         already: the lifecycle operations')."""
@@ -487,6 +514,10 @@ class Repository:
             resource = self.checked(body, rtype.name)
             new_id = rid or str(uuid.uuid4())
             resource = {**resource, "id": new_id}
+            if rtype.name == "DocumentReference":
+                done = await self._write_document(resource, create=True, if_match=None)
+                if done is not None:
+                    return WriteResult(done, created=True)
             fields = await self._fields(rtype.name, resource)
             kept, content_fields, blobs = self._split_content(rtype.name, resource)
             stored = await self.store.write(
@@ -533,6 +564,10 @@ class Repository:
                     code="invalid",
                     expression=(f"{rtype.name}.id",),
                 )
+            if rtype.name == "DocumentReference":
+                done = await self._write_document(resource, create=False, if_match=if_match)
+                if done is not None:
+                    return WriteResult(done, created=done.version == 1)
             fields = await self._fields(rtype.name, resource, rid=rid)
             kept, content_fields, blobs = self._split_content(rtype.name, resource)
             stored = await self.store.write(
