@@ -24,7 +24,7 @@ from ..storage import StoredVersion
 from ..storage.records import CREATED, DmpRecords
 from ..storage.store import format_instant, now_utc
 from . import consents as dmp_consents
-from .identity import build_patient, ins_key, patient_ins_keys
+from .identity import build_patient, ins_key, patient_ins_keys, with_identifier
 from .parameters import OperationParameters
 
 #: Resource types that belong to one patient: destruction removes them (never AuditEvent).
@@ -158,7 +158,7 @@ class LifecycleOperations:
                             "This patient already has a DMP (under another identity).", code="duplicate"
                         ) from None
                 for n, rp in enumerate(representatives, start=1):
-                    rp = {**rp, "patient": {"reference": f"Patient/{pid}"}}
+                    rp = with_identifier({**rp, "patient": {"reference": f"Patient/{pid}"}}, f"{pid}-rep-{n}")
                     await self._create_if_absent("RelatedPerson", f"{pid}-rep-{n}", rp)
                 consent = dmp_consents.creation_consent(pid, moment, collector, True)
                 await self._create_if_absent("Consent", f"{pid}-creation", consent)
