@@ -181,3 +181,33 @@ async def test_summary_keeps_the_contained_author_it_points_to(env: PolicyEnv) -
         headers=env.patient("pat-002"),
     )
     assert "contained" not in elements.json()["entry"][0]["resource"]
+
+
+async def test_a_fhir_document_is_sent_as_a_binary_of_its_bytes(env: PolicyEnv) -> None:
+    import base64
+    import hashlib
+    import json
+
+    fhir_document = {"resourceType": "Bundle", "type": "document", "entry": []}
+    as_entry = sender_bundle("Patient/pat-002", CARDIO, "1990010019")
+    as_entry["entry"][2] = {
+        "fullUrl": as_entry["entry"][2]["fullUrl"],
+        "resource": fhir_document,
+        "request": {"method": "POST", "url": "Bundle"},
+    }
+    r = await send(env, CHU, as_entry)
+    assert r.status_code == 422 and "application/fhir+json" in r.text, r.text
+    # The bytes as a Binary: stored, retrieved unchanged by ITI-68.
+    data = json.dumps(fhir_document).encode()
+    bundle = sender_bundle("Patient/pat-002", CARDIO, "1990010019", content=data)
+    bundle["entry"][2]["resource"]["contentType"] = "application/fhir+json"
+    bundle["entry"][1]["resource"]["content"][0]["attachment"]["contentType"] = "application/fhir+json"
+    r = await send(env, CHU, bundle)
+    assert r.status_code == 200, r.text
+    binary_id = created(r, "Binary")
+    acting = env.headers({**CHU, "on_behalf_of": CARDIO})
+    got = await env.client.get(f"/Binary/{binary_id}", headers={**acting, "Accept": "application/fhir+json"})
+    assert got.status_code == 200
+    stored = got.json()
+    assert base64.b64decode(stored["data"]) == data
+    assert hashlib.sha1(data).digest()

@@ -114,6 +114,17 @@ def _parse_entry(index: int, raw: Any, base: str) -> PlannedEntry:
     except ValueError:
         raise bad(f"'{url}' is not a URL.", "request.url") from None
     segments = [s for s in parts.path.split("/") if s]
+    resource_in = raw.get("resource")
+    if segments[:1] == ["Bundle"] and isinstance(resource_in, dict) and resource_in.get("type") == "document":
+        raise Unprocessable(
+            f"Bundle.entry[{index}]: a FHIR document (Bundle of type document) is not stored as a "
+            "resource. The DMP keeps a document's bytes as they were signed and hashed: send them "
+            "as a Binary (contentType application/fhir+json or application/fhir+xml; or CDA R2, "
+            "PDF, text) that the DocumentReference's attachment points to, with the size and "
+            "SHA-1 of those bytes. ITI-68 returns them unchanged.",
+            code="not-supported",
+            expression=(f"Bundle.entry[{index}].resource",),
+        )
     if not segments or segments[0] not in RESOURCE_TYPES:
         raise bad(f"'{url}' names no supported resource type.", "request.url")
     entry = PlannedEntry(index, method, segments[0], url, raw)
