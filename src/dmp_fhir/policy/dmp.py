@@ -101,7 +101,10 @@ class DmpPolicy:
         await self._load_roles()
         if unsourced:
             return sorted(self.person)
-        establishments = {k for k in self.keys if k.startswith(ESTABLISHMENT_PREFIXES)}
+        # The writing establishment: the token's; without one, those of the writer's roles.
+        establishments = {k for k in caller_keys(self.caller) if k.startswith(ESTABLISHMENT_PREFIXES)} or {
+            k for k in self.keys if k.startswith(ESTABLISHMENT_PREFIXES)
+        }
         return await entitled_authors(
             rtype, resource, resolve, writer=self.person, establishments=establishments
         )

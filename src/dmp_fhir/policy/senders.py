@@ -51,9 +51,15 @@ class EstablishmentDirectory:
         self.store = store
         self.organization = organization
         self._roles: dict[str, list[dict[str, Any]]] = {}  # Practitioner/x -> its roles here
+        self._by_rpps: dict[str, list[str]] = {}  # every document of a Bundle names the same author
 
     async def practitioners_by_rpps(self, value: str) -> list[str]:
         """``Practitioner/x`` whose RPPS / IdNatPs identifier is ``value`` (either spelling)."""
+        if value not in self._by_rpps:
+            self._by_rpps[value] = await self._practitioners_by_rpps(value)
+        return self._by_rpps[value]
+
+    async def _practitioners_by_rpps(self, value: str) -> list[str]:
         found: set[str] = set()
         for key in rpps_keys(value):
             spelling = key.removeprefix("rpps:")
