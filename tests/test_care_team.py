@@ -16,6 +16,9 @@ from .policy_env import PolicyEnv, policy_env
 from .sender_bundles import sender_bundle
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+TRE_A07 = (
+    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument"
+)
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -170,10 +173,19 @@ async def test_co_authorship_grants_nothing_by_itself(env: PolicyEnv) -> None:
     assert kine.status_code == 403, kine.text
     colleague = await env.client.get(f"/DocumentReference/{doc_id}", headers=env.headers(IDE))
     assert colleague.status_code == 200, colleague.text
-    # The patient masking it (a new version written by the patient) keeps the authors counted.
     stored = await env.database.db["DocumentReference"].find_one({"_id": doc_id})
     assert "Practitioner/pra-kine-girard" not in stored["_p_authors"]
     assert "PractitionerRole/prr-ide-bernard" in stored["_p_authors"]
+    # The patient masking it (a new version written by the patient) keeps the authors counted.
+    me = env.patient("pat-001")
+    current = (await env.client.get(f"/DocumentReference/{doc_id}", headers=me)).json()
+    current["securityLabel"].append({"coding": [{"system": TRE_A07, "code": "MASQUE_PS"}]})
+    masked = await env.client.put(f"/DocumentReference/{doc_id}", json=current, headers={**me, **JSON})
+    assert masked.status_code == 200, masked.text
+    stored = await env.database.db["DocumentReference"].find_one({"_id": doc_id})
+    assert "PractitionerRole/prr-ide-bernard" in stored["_p_authors"]
+    colleague = await env.client.get(f"/DocumentReference/{doc_id}", headers=env.headers(IDE))
+    assert colleague.status_code == 200, colleague.text
 
 
 async def test_permission_comes_before_the_profile(env: PolicyEnv) -> None:
