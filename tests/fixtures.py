@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import uuid
 import hashlib
+import uuid
 from typing import Any
 
 INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"
