@@ -271,3 +271,54 @@ def search_result(claims: dict[str, Any], pid: str, world: World, matrix: Matrix
     if standing == NOT_AUTHORISED and not visible:
         return None
     return visible
+
+
+# -- establishment systems (issue 16) -------------------------------------------------------------
+
+TRE_G15_SUFFIX = "TRE_G15-ProfessionSante"
+TRE_R38_SUFFIX = "TRE_R38-SpecialiteOrdinale"
+
+
+def _idnatps_spellings(value: str) -> set[str]:
+    """An RPPS (11 digits) and its IdNatPs (``8`` + RPPS) name the same professional."""
+    if len(value) == 12 and value.startswith("8"):
+        return {value, value[1:]}
+    if len(value) == 11:
+        return {value, "8" + value}
+    return {value}
+
+
+def _role_code(role: dict[str, Any], element: str, suffix: str) -> str | None:
+    for concept in role.get(element, []):
+        for coding in concept.get("coding", []):
+            if suffix in str(coding.get("system", "")):
+                return str(coding["code"])
+    return None
+
+
+def acting_claims(
+    system: dict[str, Any], practitioners: dict[str, dict[str, Any]], world: World
+) -> dict[str, Any] | None:
+    """A system token naming its establishment and ``on_behalf_of`` (an RPPS): the claims of the
+    professional it reads for — profession and specialty from their PractitionerRole in that
+    establishment — or None when the directory gives that professional no role there (403)."""
+    organization, rpps = system.get("organization"), system.get("on_behalf_of")
+    if not organization or not rpps:
+        return None
+    spellings = _idnatps_spellings(str(rpps))
+    for pid, practitioner in sorted(practitioners.items()):
+        if not any(i.get("value") in spellings for i in practitioner.get("identifier", [])):
+            continue
+        for role in world.roles.values():
+            if (
+                role.get("practitioner", {}).get("reference") == f"Practitioner/{pid}"
+                and role.get("organization", {}).get("reference") == organization
+                and role.get("active", True)
+            ):
+                claims: dict[str, Any] = {"fhirUser": f"Practitioner/{pid}", "organization": organization}
+                claims["profession"] = _role_code(role, "code", TRE_G15_SUFFIX)
+                specialty = _role_code(role, "specialty", TRE_R38_SUFFIX)
+                if specialty:
+                    claims["specialty"] = specialty
+                return claims
+    return None
