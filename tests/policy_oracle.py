@@ -55,6 +55,8 @@ class Matrix:
             s["code"] for a in raw["excludedActors"] for s in a.get("alsoMatchOrganizationSector", [])
         }
         self.emergency_settings = {s["code"] for s in raw["emergencySettings"]}
+        occupational = raw["occupationalPhysician"]
+        self.occupational = (occupational["profession"], occupational.get("specialty"))
         glass = raw["breakGlass"]
         self.glass_professions = set(glass["eligible"]["profession"])
         self.glass_purposes = {p["code"] for p in glass["purposeOfUse"]}
@@ -185,12 +187,23 @@ def professional_standing(claims: dict[str, Any], pid: str, world: World, matrix
         return REFUSED
     me = claims["fhirUser"]
     names = {me} | ({claims["organization"]} if claims.get("organization") else set())
+    # An establishment's consent (permit or deny) speaks for every professional the directory
+    # gives a role there, whichever establishment the token names (issue 16: the care team).
+    names |= {
+        str(role["organization"]["reference"])
+        for role in world.roles.values()
+        if role.get("practitioner", {}).get("reference") == me and "reference" in role.get("organization", {})
+    }
     provisions = _active_provisions(pid, world)
     if any(
         p.get("type") == "deny" and not p.get("purpose") and _provision_names(p, names) for p in provisions
     ):
         return REFUSED
     if is_treating(pid, me, world):
+        # The occupational physician (10/SM25) never gets the treating physician's view:
+        # named GP, they are deemed authorised, within their own matrix rule only.
+        if (claims.get("profession"), claims.get("specialty")) == matrix.occupational:
+            return AUTHORISED
         return TREATING
     if any(p.get("type") == "permit" and _provision_names(p, names) for p in provisions):
         return AUTHORISED
@@ -258,3 +271,54 @@ def search_result(claims: dict[str, Any], pid: str, world: World, matrix: Matrix
     if standing == NOT_AUTHORISED and not visible:
         return None
     return visible
+
+
+# -- establishment systems (issue 16) -------------------------------------------------------------
+
+TRE_G15_SUFFIX = "TRE_G15-ProfessionSante"
+TRE_R38_SUFFIX = "TRE_R38-SpecialiteOrdinale"
+
+
+def _idnatps_spellings(value: str) -> set[str]:
+    """An RPPS (11 digits) and its IdNatPs (``8`` + RPPS) name the same professional."""
+    if len(value) == 12 and value.startswith("8"):
+        return {value, value[1:]}
+    if len(value) == 11:
+        return {value, "8" + value}
+    return {value}
+
+
+def _role_code(role: dict[str, Any], element: str, suffix: str) -> str | None:
+    for concept in role.get(element, []):
+        for coding in concept.get("coding", []):
+            if suffix in str(coding.get("system", "")):
+                return str(coding["code"])
+    return None
+
+
+def acting_claims(
+    system: dict[str, Any], practitioners: dict[str, dict[str, Any]], world: World
+) -> dict[str, Any] | None:
+    """A system token naming its establishment and ``on_behalf_of`` (an RPPS): the claims of the
+    professional it reads for — profession and specialty from their PractitionerRole in that
+    establishment — or None when the directory gives that professional no role there (403)."""
+    organization, rpps = system.get("organization"), system.get("on_behalf_of")
+    if not organization or not rpps:
+        return None
+    spellings = _idnatps_spellings(str(rpps))
+    for pid, practitioner in sorted(practitioners.items()):
+        if not any(i.get("value") in spellings for i in practitioner.get("identifier", [])):
+            continue
+        for role in world.roles.values():
+            if (
+                role.get("practitioner", {}).get("reference") == f"Practitioner/{pid}"
+                and role.get("organization", {}).get("reference") == organization
+                and role.get("active", True)
+            ):
+                claims: dict[str, Any] = {"fhirUser": f"Practitioner/{pid}", "organization": organization}
+                claims["profession"] = _role_code(role, "code", TRE_G15_SUFFIX)
+                specialty = _role_code(role, "specialty", TRE_R38_SUFFIX)
+                if specialty:
+                    claims["specialty"] = specialty
+                return claims
+    return None

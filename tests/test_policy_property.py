@@ -39,6 +39,7 @@ from .policy_oracle import (
     VISIBILITY_SYSTEM,
     Matrix,
     World,
+    acting_claims,
     read_status,
     search_result,
 )
@@ -92,6 +93,21 @@ PROS: dict[str, Pro] = {
 PRO_KEYS = sorted(PROS)
 
 
+#: Each professional's IdNatPs (``8`` + an RPPS), for establishment systems' ``on_behalf_of``.
+IDNATPS = {key: f"8{n:011d}" for n, key in enumerate(PRO_KEYS, start=1)}
+
+
+def practitioner_resource(key: str) -> dict[str, Any]:
+    pro = PROS[key]
+    return {
+        "resourceType": "Practitioner",
+        "id": pro.practitioner,
+        "active": True,
+        "identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.1", "value": IDNATPS[key]}],
+        "name": [{"family": pro.practitioner.upper()}],
+    }
+
+
 def directory_resources() -> list[tuple[str, str, dict[str, Any]]]:
     out: list[tuple[str, str, dict[str, Any]]] = []
     for oid, sector in ORGS.items():
@@ -108,19 +124,8 @@ def directory_resources() -> list[tuple[str, str, dict[str, Any]]]:
                 },
             )
         )
-    for pro in PROS.values():
-        out.append(
-            (
-                "Practitioner",
-                pro.practitioner,
-                {
-                    "resourceType": "Practitioner",
-                    "id": pro.practitioner,
-                    "active": True,
-                    "name": [{"family": pro.practitioner.upper()}],
-                },
-            )
-        )
+    for key, pro in PROS.items():
+        out.append(("Practitioner", pro.practitioner, practitioner_resource(key)))
         for rid, org in pro.roles:
             role: dict[str, Any] = {
                 "resourceType": "PractitionerRole",
@@ -952,3 +957,43 @@ def test_the_property_made_thousands_of_checks() -> None:
     assert all(
         OUTCOMES.get(k, 0) > 0 for k in ("read 200", "read 403", "read 404", "search 403", "search 200 some")
     )
+
+
+async def test_establishment_systems_read_as_the_professional_they_name(env: PolicyEnv) -> None:
+    """Issue 16: a system token with its establishment and ``on_behalf_of`` reads exactly what
+    the oracle gives that professional of that establishment, and nothing for anyone else."""
+    built = await scenario(
+        env,
+        consents=(permit("Organization/hxo-chu"), deny(pra("gp1"))),
+        docs=(
+            doc("11488-4", pra("psy")),
+            doc("68599-0", pra("cardio"), labels=("MASQUE_PS",)),
+            doc("11502-2", role("gp2", 1)),
+            doc("11488-4", pra("mdt"), occupational=True),
+        ),
+    )
+    practitioners = {PROS[k].practitioner: practitioner_resource(k) for k in PRO_KEYS}
+    pid = built.patient_ids[0]
+    seen = set()
+    for key in PRO_KEYS:
+        for org in sorted({o for _, o in PROS[key].roles} | {"hxo-pharm"}):
+            system = {"client_id": "dpi", "organization": f"Organization/{org}", "on_behalf_of": IDNATPS[key]}
+            acting = acting_claims(system, practitioners, built.world)
+            headers = env.headers(system)
+            for did in built.world.documents:
+                if not did.startswith(pid):
+                    continue
+                expected = 403 if acting is None else read_status(acting, did, built.world, MATRIX)
+                got = await env.client.get(f"/DocumentReference/{did}", headers=headers)
+                assert got.status_code == expected, (system, did, got.text[:200])
+                seen.add(expected)
+            wanted = None if acting is None else search_result(acting, pid, built.world, MATRIX)
+            response = await env.client.get(
+                "/DocumentReference", headers=headers, params={"patient": pid, "_count": "100"}
+            )
+            if wanted is None:
+                assert response.status_code == 403, (system, response.text[:200])
+            else:
+                found = {e["resource"]["id"] for e in response.json().get("entry", [])}
+                assert found == wanted, (system, found, wanted)
+    assert seen == {200, 403, 404}

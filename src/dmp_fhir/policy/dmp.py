@@ -9,7 +9,7 @@ See the README's access table; the rules' data lives in ``profiles/access-matrix
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +18,9 @@ from ..errors import Forbidden, NotFound
 from ..lifecycle.identity import patient_ins_keys
 from ..search.engine import eq_or_in
 from ..storage.store import ResourceStore
+from .authorship import ESTABLISHMENT_PREFIXES, entitled_authors, holder_authors
 from .base import Interaction, WriteAction
-from .fields import labels_of
+from .fields import Resolver, labels_of
 from .match import evaluate
 from .matrix import AccessMatrix
 from .relations import (
@@ -28,7 +29,9 @@ from .relations import (
     caller_keys,
     person_keys,
     professional_relation,
+    roles_keys,
 )
+from .senders import declared_professional
 
 DIRECTORY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
 PATIENT_DATA_TYPES = frozenset(
@@ -42,12 +45,6 @@ INVISIBLE_REPRESENTATIVES = "INVISIBLE_REPRESENTANTS_LEGAUX"
 SECRET_CONNECTION = "CONNEXION_SECRETE"  # on audit events of a minor's secret connection
 RECORDS = "dmp_record"  # one document per patient whose DMP is not simply open
 _NOTHING: dict[str, Any] = {"_id": {"$in": []}}
-_SCOPE_CONTEXT = {
-    "patient": "patient",
-    "related-person": "patient",
-    "practitioner": "user",
-    "system": "system",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +77,49 @@ class DmpPolicy:
     # -- scopes (SMART) -----------------------------------------------------------------
 
     def require(self, rtype: str, interaction: Interaction) -> None:
-        context = _SCOPE_CONTEXT.get(self.caller.kind)
+        context = self.caller.scope_context
         if context is None or not self.caller.scopes.allows(context, rtype, interaction):
             raise Forbidden(
                 f"The token's scopes do not allow '{interaction}' on {rtype}.",
                 code="forbidden",
                 headers={"WWW-Authenticate": 'Bearer realm="dmp-fhir", error="insufficient_scope"'},
             )
+
+    # -- establishment systems (policy/senders.py) --------------------------------------
+
+    async def declare_sender(self, resources: Iterable[Mapping[str, Any]]) -> Caller:
+        """An establishment system writing patient data: from here on, every rule is decided
+        for the professional its documents declare (403 when it names none of its own)."""
+        if self.caller.kind == "system":
+            professional = await declared_professional(self.store, self.caller, resources)
+            if professional is not None:
+                DmpPolicy.__init__(self, professional, self.store, self.matrix)
+        return self.caller
+
+    async def authorship(
+        self, rtype: str, resource: Mapping[str, Any], authors: list[str], resolve: Resolver
+    ) -> list[str]:
+        """The ``_p_authors`` to store: only authors entitled to write it (policy/authorship.py)."""
+        kind = self.caller.kind
+        if kind == "internal":
+            return authors
+        unsourced = rtype == "List" and not resource.get("source")  # a folder: its writer's
+        if kind in ("patient", "related-person"):
+            if unsourced and self.caller.patient:
+                return [self.caller.subject]
+            return holder_authors(authors)
+        if kind != "practitioner":
+            return []
+        await self._load_roles()
+        if unsourced:
+            return sorted(self.person)
+        # The writing establishment: the token's; without one, those of the writer's roles.
+        establishments = {k for k in caller_keys(self.caller) if k.startswith(ESTABLISHMENT_PREFIXES)} or {
+            k for k in self.keys if k.startswith(ESTABLISHMENT_PREFIXES)
+        }
+        return await entitled_authors(
+            rtype, resource, resolve, writer=self.person, establishments=establishments
+        )
 
     # -- relations to patients ----------------------------------------------------------
 
@@ -97,10 +130,10 @@ class DmpPolicy:
         roles = await self.store.find(
             "PractitionerRole",
             {"_s_practitioner": self.caller.subject, "_deleted": False},
-            projection={"_id": 1},
+            projection={"_id": 1, "_s_organization": 1},
         )
-        role_keys = {f"PractitionerRole/{d['_id']}" for d in roles}
-        self.keys = self.keys | role_keys
+        role_keys, establishments = roles_keys(roles)
+        self.keys = self.keys | role_keys | establishments  # the care team of an establishment
         self.person = self.person | role_keys
         self._roles_loaded = True
 
@@ -215,7 +248,7 @@ class DmpPolicy:
         kind = self.caller.kind
         if kind == "internal":
             return {}
-        context = _SCOPE_CONTEXT.get(kind)
+        context = self.caller.scope_context
         scopes = self.caller.scopes
         if context is None or not (scopes.allows(context, rtype, "r") or scopes.allows(context, rtype, "s")):
             return None  # includes, chains and _has obey the token's scopes too
@@ -364,6 +397,15 @@ class DmpPolicy:
                 return
             raise Forbidden("A DMP is opened by a professional or by the patient themself.")
         assert pid is not None
+        if operation == "dmp-access-attested":
+            # A grant the patient gave in person, recorded by the professional it names.
+            if kind != "practitioner":
+                raise Forbidden("Only a professional attests a grant the patient gave in person.")
+            await self.prepare({pid})
+            relation = self.relations.get(pid, Relation.NOT_AUTHORISED)
+            if relation in (Relation.BLOCKED, Relation.CLOSED, Relation.EXCLUDED):
+                raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
+            return
         if operation == "dmp-reopen":
             if kind != "practitioner":
                 raise Forbidden("A closed DMP is reopened by a professional, at the patient's request.")

@@ -14,6 +14,9 @@ from typing import Any
 from .matrix import AccessMatrix
 
 RPPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
+#: The systems an RPPS-based identifier is written with: the IdNatPs OID, and the RPPS
+#: register's URL (PDSm's contained authors use either).
+RPPS_SYSTEMS = (RPPS_SYSTEM, "https://rpps.esante.gouv.fr")
 FINESS_SYSTEMS = ("urn:oid:1.2.250.1.71.4.2.2", "https://finess.esante.gouv.fr")
 
 #: Keys that name a person (authorship); organisation keys only matter for consents.
@@ -54,7 +57,7 @@ def identifier_keys(identifier: Any) -> list[str]:
     system, value = identifier.get("system"), identifier.get("value")
     if not isinstance(value, str):
         return []
-    if system == RPPS_SYSTEM:
+    if system in RPPS_SYSTEMS:
         return rpps_keys(value)
     if system in FINESS_SYSTEMS:
         return [f"finess:{value}", f"finess:{value[1:]}"] if len(value) == 10 else [f"finess:{value}"]
@@ -96,7 +99,8 @@ async def actor_keys(reference: Any, resource: dict[str, Any], resolve: Resolver
         for key in ("practitioner", "organization"):
             inner = target.get(key)
             if isinstance(inner, dict):
-                keys += await actor_keys(inner, target, resolve)
+                # ``#x`` inside a contained resource names a sibling: the container holds it.
+                keys += await actor_keys(inner, resource, resolve)
     return sorted(set(keys))
 
 

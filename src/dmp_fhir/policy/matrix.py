@@ -45,6 +45,8 @@ class AccessMatrix:
     excluded_sectors: frozenset[str]
     emergency_settings: frozenset[str]
     break_glass_professions: frozenset[str]
+    #: (profession, specialty) of the occupational physician: never beyond their section.
+    occupational: tuple[str, str | None] = ("10", "SM25")
 
     # -- documents ----------------------------------------------------------------------
 
@@ -70,6 +72,12 @@ class AccessMatrix:
         if profession is None:
             return None
         return self.rules.get((profession, specialty)) or self.rules.get((profession, None))
+
+    def is_occupational(self, profession: str | None, specialty: str | None) -> bool:
+        """The occupational physician reads only the occupational-health section, even when
+        a patient names them as médecin traitant (law of 2 August 2021)."""
+        wanted_profession, wanted_specialty = self.occupational
+        return profession == wanted_profession and specialty == wanted_specialty
 
     def is_excluded(self, category: str | None, sector: str | None) -> bool:
         return (category is not None and category in self.excluded_categories) or (
@@ -129,6 +137,10 @@ def parse_matrix(data: Mapping[str, Any]) -> AccessMatrix:
         excluded_sectors=frozenset(sectors),
         emergency_settings=_codes(data["emergencySettings"]),
         break_glass_professions=frozenset(data["breakGlass"]["eligible"]["profession"]),
+        occupational=(
+            str(data["occupationalPhysician"]["profession"]),
+            data["occupationalPhysician"].get("specialty"),
+        ),
     )
 
 

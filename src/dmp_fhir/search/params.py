@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..pdsm import IS_ARCHIVED_EXTS
+
 ParamType = Literal[
     "token", "string", "date", "reference", "number", "uri", "quantity", "composite", "special"
 ]
@@ -63,7 +65,8 @@ R4 = "http://hl7.org/fhir/SearchParameter/"
 PDSM = "http://esante.gouv.fr/ci-sis/fhir/SearchParameter/"
 MHD = "http://profiles.ihe.net/ITI/MHD/SearchParameter/"
 
-IS_ARCHIVED_EXT = "http://esante.gouv.fr/cisis/fhir/StructureDefinition/PDSm_isArchived"
+# PDSm 3.x (interop.esante.gouv.fr) and the legacy CI-SIS URL: accept both (pdsm.py).
+IS_ARCHIVED_PATHS = tuple(f"extension({u}).valueBoolean" for u in IS_ARCHIVED_EXTS)
 # MHD 4.0.x (the PDSm base) published under http://, later versions under https://: accept both.
 DESIGNATION_TYPE_EXTS = (
     "http://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType",
@@ -232,7 +235,7 @@ _BY_TYPE: dict[str, tuple[_Row, ...]] = {
         ("period-end", "date", ("context.period.end",), (),
          "End of the documented act (PDSm dateFinActe)",
          PDSM + "PDSm_DocumentReference_period-end"),
-        ("isArchived", "token", (f"extension({IS_ARCHIVED_EXT}).valueBoolean",), (),
+        ("isArchived", "token", IS_ARCHIVED_PATHS, (),
          "Archived document entries (PDSm)", PDSM + "PDSm_isArchived"),
     ),
     "List": (
@@ -259,7 +262,7 @@ _BY_TYPE: dict[str, tuple[_Row, ...]] = {
          "Clinical code of the SubmissionSet or Folder (MHD)", MHD + "List-DesignationType"),
         ("sourceId", "token", tuple(f"extension({u}).valueIdentifier" for u in SOURCE_ID_EXTS), (),
          "Publisher organization identity of the SubmissionSet (MHD)", MHD + "List-SourceId"),
-        ("isArchived", "token", (f"extension({IS_ARCHIVED_EXT}).valueBoolean",), (),
+        ("isArchived", "token", IS_ARCHIVED_PATHS, (),
          "Archived submission sets (PDSm)", PDSM + "PDSm_isArchived"),
     ),
     "Consent": (
