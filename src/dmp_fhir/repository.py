@@ -39,7 +39,7 @@ from .policy.base import AccessPolicy, Unrestricted, WriteAction
 from .policy.fields import HIDING_LABELS, policy_fields
 from .policy.matrix import AccessMatrix, load_matrix
 from .profiles import default_conformance
-from .registry import RESOURCE_TYPES, ResourceType
+from .registry import CLINICAL_TYPES, RESOURCE_TYPES, ResourceType
 from .search.cursor import Cursor
 from .search.engine import SearchEngine, SearchRequest, SearchResult, eq_or_in, merge, reject_nul
 from .search.extract import extract_search_fields
@@ -820,7 +820,9 @@ RESTRICTED_PATCH_TEXT = {"DocumentReference": "status, securityLabel and the isA
 
 def _audited_type(rtype: str) -> bool:
     """Patient data is audited; reading the audit trail itself and the directory are not."""
-    return rtype in {"Patient", "DocumentReference", "List", "Consent", "Binary", "RelatedPerson"}
+    return rtype in {"Patient", "DocumentReference", "List", "Consent", "Binary", "RelatedPerson"} or (
+        rtype in CLINICAL_TYPES
+    )
 
 
 def _int_cursor(cursor: str) -> int:
