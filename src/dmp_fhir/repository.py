@@ -262,7 +262,7 @@ class Repository:
             focus = await self._focus_patients(rtype.name, params)
             record.patients.update(focus)
             if focus:
-                await self.policy.check_focus(focus)
+                await self.policy.check_focus(focus, rtype.name)
             else:
                 await self.policy.prepare()
             request = await self.search_engine.compile(rtype.name, params, strict=strict)

@@ -293,22 +293,24 @@ class DmpPolicy:
         if rtype in ("Consent", "AuditEvent") and self.caller.kind == "practitioner":
             raise Forbidden(f"Only the patient reads their {rtype} resources.")
 
-    async def check_focus(self, focus_patients: set[str]) -> None:
+    async def check_focus(self, focus_patients: set[str], rtype: str = "DocumentReference") -> None:
         await self.prepare(focus_patients)
         if self.caller.kind == "internal" or len(focus_patients) != 1:
             return
         pid = next(iter(focus_patients))
         relation = self.relations.get(pid, Relation.NOT_AUTHORISED)
         if self.caller.kind in ("patient", "related-person", "practitioner") and not relation.grants_access:
-            if relation in AUTHOR_KEEPS_ACCESS and await self._authored_for(pid):
+            if relation in AUTHOR_KEEPS_ACCESS and await self._authored_for(pid, rtype):
                 return  # not authorised, but may still find the documents they authored
             raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
 
-    async def _authored_for(self, pid: str) -> bool:
+    async def _authored_for(self, pid: str, rtype: str = "DocumentReference") -> bool:
+        """Whether the caller authored a resource of the searched type (a document for other
+        searches) of this patient: they may still find it."""
         if not self.person:
             return False
         docs = await self.store.find(
-            "DocumentReference",
+            rtype if rtype in DOCUMENT_LIKE else "DocumentReference",
             {"_p_patient": pid, "_deleted": False, "_p_authors": {"$in": sorted(self.person)}},
             limit=1,
             projection={"_id": 1},
