@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from dmp_fhir.policy.matrix import UNCLASSIFIED, load_matrix
+from dmp_fhir.registry import CLINICAL_TYPES
+
 from .lifecycle_helpers import operation
 from .policy_env import PolicyEnv, policy_env
 
@@ -287,3 +290,27 @@ async def test_a_closed_record_refuses_professionals_but_not_the_patient(env: Po
         )
         assert response.status_code == 403
     assert await counts(env, env.patient("pat-002"), "pat-002") == expect(PAT002)
+
+
+# -- the placement is data ------------------------------------------------------------------
+
+
+async def test_the_matrix_places_every_structured_type_and_only_those() -> None:
+    matrix = load_matrix()
+    assert set(matrix.structured) == CLINICAL_TYPES
+    for rtype, spec in matrix.structured.items():
+        placements = [spec.default] if spec.default else list(spec.by_category.values())
+        assert placements, rtype
+        for placement in placements:
+            # the document type it follows belongs to the section it is placed in
+            assert matrix.type_section[placement.document_type] == placement.section, rtype
+    lab = {"category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                     "code": "laboratory"}]}]}  # fmt: skip
+    assert matrix.structured_keys("Observation", lab) == ["BIOLOGIE", "11502-2"]
+    assert matrix.structured_keys("Observation", {}) == [UNCLASSIFIED]
+    section = "https://dmp-fhir.example.org/fhir/CodeSystem/dmp-section"
+    occupational = {"meta": {"tag": [{"system": section, "code": "SANTE_TRAVAIL"}]}}
+    assert matrix.structured_keys("Condition", occupational) == ["SANTE_TRAVAIL"]
+    personal = {"meta": {"tag": [{"system": section, "code": "ESPACE_PERSONNEL"}]}}
+    assert matrix.structured_keys("MedicationStatement", personal) == ["ESPACE_PERSONNEL", "56445-0"]
+    assert matrix.structured_keys("Immunization", {}) == ["PREVENTION", "87273-9"]
