@@ -280,6 +280,15 @@ async def test_reads_of_structured_data_are_audited(env: PolicyEnv) -> None:
     assert any(w.startswith("Immunization/imm-004-covid-2023") for w in whats)
 
 
+async def test_events_about_a_held_result_are_hidden_from_the_patient(env: PolicyEnv) -> None:
+    assert (await env.client.get("/Observation/obs-003-ca153", headers=env.headers("onco"))).status_code == 200
+    trail = await env.client.get(
+        "/AuditEvent", headers=env.patient("pat-003"), params={"patient": "pat-003", "_count": "500"}
+    )
+    assert trail.status_code == 200
+    assert "obs-003-ca153" not in trail.text
+
+
 async def test_a_closed_record_refuses_professionals_but_not_the_patient(env: PolicyEnv) -> None:
     """Last: it closes pat-002's record."""
     closed = await operation(env, env.patient("pat-002"), "/Patient/pat-002/$dmp-close")
