@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from dmp_fhir.policy.matrix import UNCLASSIFIED, load_matrix
+from dmp_fhir.profiles.conformance import default_conformance
 from dmp_fhir.registry import CLINICAL_TYPES
 
 from .lifecycle_helpers import operation
@@ -281,7 +282,9 @@ async def test_reads_of_structured_data_are_audited(env: PolicyEnv) -> None:
 
 
 async def test_events_about_a_held_result_are_hidden_from_the_patient(env: PolicyEnv) -> None:
-    assert (await env.client.get("/Observation/obs-003-ca153", headers=env.headers("onco"))).status_code == 200
+    assert (
+        await env.client.get("/Observation/obs-003-ca153", headers=env.headers("onco"))
+    ).status_code == 200
     trail = await env.client.get(
         "/AuditEvent", headers=env.patient("pat-003"), params={"patient": "pat-003", "_count": "500"}
     )
@@ -323,3 +326,14 @@ async def test_the_matrix_places_every_structured_type_and_only_those() -> None:
     personal = {"meta": {"tag": [{"system": section, "code": "ESPACE_PERSONNEL"}]}}
     assert matrix.structured_keys("MedicationStatement", personal) == ["ESPACE_PERSONNEL", "56445-0"]
     assert matrix.structured_keys("Immunization", {}) == ["PREVENTION", "87273-9"]
+    # the value sets of the codes the rule reads list exactly the mapped categories
+    terminology = default_conformance().terminology
+    for rtype, vs in (
+        ("Observation", "dmp-observation-category"),
+        ("DiagnosticReport", "dmp-diagnosticreport-category"),
+    ):
+        spec = matrix.structured[rtype]
+        expansion = terminology.expand(f"https://dmp-fhir.example.org/fhir/ValueSet/{vs}")
+        assert {(c.system, c.code) for c in expansion} == {
+            (spec.category_system, code) for code in spec.by_category
+        }
