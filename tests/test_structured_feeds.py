@@ -607,6 +607,21 @@ async def test_a_laboratory_transaction_failing_on_its_seventh_result_stores_not
     assert await stored(env, tag) == {"Observation": 0, "DiagnosticReport": 0, "DocumentReference": []}
 
 
+async def test_the_patient_destroys_one_structured_resource(env: PolicyEnv) -> None:
+    path = "/MedicationDispense/disp-004-202402-ramipril/$dmp-destroy"
+    assert (await operation(env, env.headers("gp_martin"), path)).status_code == 403
+    assert (await operation(env, env.patient("pat-002"), path)).status_code == 403
+    destroyed = await operation(env, env.patient("pat-004"), path)
+    assert destroyed.status_code == 200, destroyed.text
+    db = env.database.db
+    for collection in ("MedicationDispense", "MedicationDispense_history"):
+        assert await db[collection].count_documents({"_rid": "disp-004-202402-ramipril"}) == 0
+    assert (await operation(env, env.patient("pat-004"), path)).status_code == 404
+    capability = (await env.client.get("/metadata")).json()
+    ops = {(r["type"], o["name"]) for r in capability["rest"][0]["resource"] for o in r.get("operation", [])}
+    assert {("Observation", "dmp-destroy"), ("Condition", "dmp-destroy")} <= ops
+
+
 async def test_destroying_the_record_removes_its_structured_data(env: PolicyEnv) -> None:
     """Last: it destroys pat-004."""
     db = env.database.db

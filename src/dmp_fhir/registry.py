@@ -116,6 +116,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "dmp-destroy", "DocumentReference", True, "Destroy one document, all its versions and content."
     ),
+    *(
+        Operation("dmp-destroy", name, True, f"Destroy one {name} and all its versions.")
+        for name in sorted(CLINICAL_TYPES)
+    ),
 )
 
 

@@ -338,25 +338,28 @@ class LifecycleOperations:
         await records.remove(pid)
         return {k: v for k, v in counts.items() if v}
 
-    async def destroy_document(self, rid: str) -> dict[str, int]:
+    async def destroy_document(self, rid: str, rtype: str = "DocumentReference") -> dict[str, int]:
         """``POST DocumentReference/[id]/$dmp-destroy``: one document, all its versions, its
-        Binaries and their content; submission sets that listed it are re-labelled."""
-        async with self._operation("dmp-destroy", "DocumentReference"):
-            self.repo.policy.require("DocumentReference", "d")
-            doc = await self.repo.store.read_doc("DocumentReference", {"_id": check_id(rid)})
+        Binaries and their content; submission sets that listed it are re-labelled. The same
+        operation on a structured resource (``Observation/[id]/$dmp-destroy`` …) removes it
+        and all its versions."""
+        async with self._operation("dmp-destroy", rtype):
+            self.repo.policy.require(rtype, "d")
+            doc = await self.repo.store.read_doc(rtype, {"_id": check_id(rid)})
             if doc is None:
-                raise NotFound(f"DocumentReference/{rid} is not known.")
+                raise NotFound(f"{rtype}/{rid} is not known.")
             live = (
                 doc
                 if not doc.get("_deleted")
-                else await self.repo.store.newest_history("DocumentReference", rid, live=True)
+                else await self.repo.store.newest_history(rtype, rid, live=True)
             )
             pid = (live or doc).get("_p_patient")
-            await self.repo.policy.check_operation(
-                "dmp-destroy", "DocumentReference", pid if isinstance(pid, str) else None
-            )
+            owner = pid if isinstance(pid, str) else None
+            await self.repo.policy.check_operation("dmp-destroy", rtype, owner)
             if live is not None:
-                await self.repo._require_visible("DocumentReference", live, f"DocumentReference/{rid}")
+                await self.repo._require_visible(rtype, live, f"{rtype}/{rid}")
+            if rtype != "DocumentReference":
+                return {rtype: await self.repo.store.purge(rtype, rid)}
             return await self._destroy_document(rid)
 
     async def _destroy_document(self, rid: str) -> dict[str, int]:
