@@ -23,6 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import structured  # samples/structured.py: this script's folder is first on sys.path
+
 HERE = Path(__file__).resolve().parent
 MATRIX = json.loads((HERE.parent / "profiles" / "access-matrix.json").read_text(encoding="utf-8"))
 
@@ -1693,6 +1695,8 @@ def build() -> dict[str, dict[str, Any]]:
         files[f"10-{ss_id}.json"] = bundle(f"sample-{ss_id}", resources)
     files["20-consents.json"] = bundle("sample-consents", CONSENTS)
     files["30-related-persons.json"] = bundle("sample-related-persons", [related_person(r) for r in RELATED])
+    for name, resources in structured.files().items():
+        files[name] = bundle(f"sample-{name[3:-5]}", resources)
     return files
 
 

@@ -501,6 +501,18 @@ async def test_operations_are_in_the_capability_statement(env: PolicyEnv) -> Non
         ("Patient", "dmp-reopen"),
         ("Patient", "dmp-destroy"),
         ("DocumentReference", "dmp-destroy"),
+        *(
+            (t, "dmp-destroy")
+            for t in (
+                "Observation",
+                "DiagnosticReport",
+                "MedicationDispense",
+                "MedicationStatement",
+                "Immunization",
+                "AllergyIntolerance",
+                "Condition",
+            )
+        ),
     }
     types = {r["type"] for r in statement["rest"][0]["resource"]}
     assert "RelatedPerson" in types

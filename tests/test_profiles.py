@@ -58,6 +58,13 @@ def test_the_shipped_conformance_resources_load_and_are_valid_r4() -> None:
         "dmp-consent-access",
         "dmp-consent-creation",
         "dmp-auditevent",
+        "dmp-observation",
+        "dmp-diagnosticreport",
+        "dmp-medicationdispense",
+        "dmp-medicationstatement",
+        "dmp-immunization",
+        "dmp-allergyintolerance",
+        "dmp-condition",
     }
     for rtype, by_id in CONF.resources.items():
         for rid, resource in by_id.items():

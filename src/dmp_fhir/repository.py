@@ -42,7 +42,7 @@ from .policy.fields import HIDING_LABELS, policy_fields
 from .policy.match import evaluate
 from .policy.matrix import AccessMatrix, load_matrix
 from .profiles import default_conformance
-from .registry import RESOURCE_TYPES, ResourceType
+from .registry import CLINICAL_TYPES, RESOURCE_TYPES, ResourceType
 from .search.cursor import Cursor
 from .search.engine import SearchEngine, SearchRequest, SearchResult, eq_or_in, merge, reject_nul
 from .search.extract import extract_search_fields
@@ -292,7 +292,7 @@ class Repository:
             focus = await self._focus_patients(rtype.name, params)
             record.patients.update(focus)
             if focus:
-                await self.policy.check_focus(focus)
+                await self.policy.check_focus(focus, rtype.name)
             else:
                 await self.policy.prepare()
             request = await self.search_engine.compile(rtype.name, params, strict=strict)
@@ -914,7 +914,9 @@ RESTRICTED_PATCH_TEXT = {"DocumentReference": "status, securityLabel and the isA
 
 def _audited_type(rtype: str) -> bool:
     """Patient data is audited; reading the audit trail itself and the directory are not."""
-    return rtype in {"Patient", "DocumentReference", "List", "Consent", "Binary", "RelatedPerson"}
+    return rtype in {"Patient", "DocumentReference", "List", "Consent", "Binary", "RelatedPerson"} or (
+        rtype in CLINICAL_TYPES
+    )
 
 
 def _int_cursor(cursor: str) -> int:

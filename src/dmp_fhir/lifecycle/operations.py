@@ -17,7 +17,7 @@ from ..audit import AuditRecord
 from ..errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed, Unprocessable
 from ..policy.dmp import DIRECTORY_TYPES
 from ..policy.fields import actor_keys, rpps_keys
-from ..registry import RESOURCE_TYPES
+from ..registry import CLINICAL_TYPES, RESOURCE_TYPES
 from ..repository import Repository, WriteResult, check_id
 from ..search.dates import parse_range
 from ..storage import StoredVersion
@@ -393,25 +393,28 @@ class LifecycleOperations:
         await records.remove(pid)
         return {k: v for k, v in counts.items() if v}
 
-    async def destroy_document(self, rid: str) -> dict[str, int]:
+    async def destroy_document(self, rid: str, rtype: str = "DocumentReference") -> dict[str, int]:
         """``POST DocumentReference/[id]/$dmp-destroy``: one document, all its versions, its
-        Binaries and their content; submission sets that listed it are re-labelled."""
-        async with self._operation("dmp-destroy", "DocumentReference"):
-            self.repo.policy.require("DocumentReference", "d")
-            doc = await self.repo.store.read_doc("DocumentReference", {"_id": check_id(rid)})
+        Binaries and their content; submission sets that listed it are re-labelled. The same
+        operation on a structured resource (``Observation/[id]/$dmp-destroy`` …) removes it
+        and all its versions."""
+        async with self._operation("dmp-destroy", rtype):
+            self.repo.policy.require(rtype, "d")
+            doc = await self.repo.store.read_doc(rtype, {"_id": check_id(rid)})
             if doc is None:
-                raise NotFound(f"DocumentReference/{rid} is not known.")
+                raise NotFound(f"{rtype}/{rid} is not known.")
             live = (
                 doc
                 if not doc.get("_deleted")
-                else await self.repo.store.newest_history("DocumentReference", rid, live=True)
+                else await self.repo.store.newest_history(rtype, rid, live=True)
             )
             pid = (live or doc).get("_p_patient")
-            await self.repo.policy.check_operation(
-                "dmp-destroy", "DocumentReference", pid if isinstance(pid, str) else None
-            )
+            owner = pid if isinstance(pid, str) else None
+            await self.repo.policy.check_operation("dmp-destroy", rtype, owner)
             if live is not None:
-                await self.repo._require_visible("DocumentReference", live, f"DocumentReference/{rid}")
+                await self.repo._require_visible(rtype, live, f"{rtype}/{rid}")
+            if rtype != "DocumentReference":
+                return {rtype: await self.repo.store.purge(rtype, rid)}
             return await self._destroy_document(rid)
 
     async def _destroy_document(self, rid: str) -> dict[str, int]:
@@ -457,20 +460,27 @@ class LifecycleOperations:
             death = _instant((doc.get("resource") or {}).get("deceasedDateTime"))
             if death is not None and add_years(death, settings.retention_after_death_years) <= now:
                 await destroy(doc["_id"], f"deceased on {death.date().isoformat()}")
-        by_patient: dict[str, list[dict[str, Any]]] = {}
-        for doc in await self.repo.store.find("DocumentReference", {"_p_keys": "SANTE_TRAVAIL"}):
-            if isinstance(doc.get("_p_patient"), str):
-                by_patient.setdefault(doc["_p_patient"], []).append(doc)
+        by_patient: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for rtype in ("DocumentReference", *sorted(CLINICAL_TYPES)):
+            for doc in await self.repo.store.find(rtype, {"_p_keys": "SANTE_TRAVAIL"}):
+                if isinstance(doc.get("_p_patient"), str):
+                    by_patient.setdefault(doc["_p_patient"], []).append((rtype, doc))
         for pid, docs in sorted(by_patient.items()):
-            last = max(_visit(doc) for doc in docs)
+            last = max(_visit(doc) for _, doc in docs)
             if add_years(last, settings.retention_occupational_years) <= now:
+                removed: dict[str, int] = {}
                 async with self._operation("purge", "DocumentReference"):
                     self._note_patient(pid)
-                    for doc in docs:
-                        await self._destroy_document(doc["_id"])
+                    for rtype, doc in docs:
+                        if rtype == "DocumentReference":
+                            await self._destroy_document(doc["_id"])
+                        else:
+                            await self.repo.store.purge(rtype, doc["_id"])
+                        removed[rtype] = removed.get(rtype, 0) + 1
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(removed.items()))
                 done.append(
                     f"destroyed the occupational-health section of Patient/{pid} "
-                    f"(last visit {last.date().isoformat()}): DocumentReference {len(docs)}"
+                    f"(last visit {last.date().isoformat()}): {counts}"
                 )
         return done
 
@@ -481,10 +491,16 @@ def _instant(value: Any) -> datetime | None:
     return found[0] if found else None
 
 
+#: The date of the act a structured resource records (Observation, Immunization, …).
+_VISIT_ELEMENTS = ("effectiveDateTime", "occurrenceDateTime", "whenHandedOver", "recordedDate", "issued")
+
+
 def _visit(doc: dict[str, Any]) -> datetime:
     """When a document's visit took place: context.period.start, else date, else storage time."""
     resource = doc.get("resource") or {}
     period = (resource.get("context") or {}).get("period") or {}
     found = _instant(period.get("start")) or _instant(resource.get("date"))
+    for element in _VISIT_ELEMENTS:  # structured data: when the act took place
+        found = found or _instant(resource.get(element))
     moment: datetime = found or doc["_lu"]
     return moment.astimezone(UTC)

@@ -30,8 +30,8 @@ class AccessPolicy(Protocol):
         """``doc`` exists but the filter hid it: raise 403 for a patient-level refusal
         (return normally, and the caller answers 404, for a document-level one)."""
 
-    async def check_focus(self, focus_patients: set[str]) -> None:
-        """A search names exactly these patients: 403 when the caller may not see one."""
+    async def check_focus(self, focus_patients: set[str], rtype: str = "DocumentReference") -> None:
+        """A search of ``rtype`` names exactly these patients: 403 when the caller may not see one."""
 
     async def check_write(
         self,
@@ -83,7 +83,7 @@ class Unrestricted:
     async def explain_hidden(self, rtype: str, doc: Mapping[str, Any]) -> None:
         return None
 
-    async def check_focus(self, focus_patients: set[str]) -> None:
+    async def check_focus(self, focus_patients: set[str], rtype: str = "DocumentReference") -> None:
         return None
 
     async def check_write(

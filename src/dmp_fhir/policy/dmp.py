@@ -16,6 +16,7 @@ from typing import Any
 from ..auth.caller import Caller
 from ..errors import Forbidden, NotFound
 from ..lifecycle.identity import patient_ins_keys
+from ..registry import CLINICAL_TYPES
 from ..search.engine import eq_or_in
 from ..storage.store import ResourceStore
 from .authorship import ESTABLISHMENT_PREFIXES, entitled_authors, holder_authors
@@ -34,9 +35,12 @@ from .relations import (
 from .senders import declared_professional
 
 DIRECTORY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
-PATIENT_DATA_TYPES = frozenset(
-    {"Patient", "DocumentReference", "List", "Consent", "AuditEvent", "Binary", "RelatedPerson"}
+PATIENT_DATA_TYPES = (
+    frozenset({"Patient", "DocumentReference", "List", "Consent", "AuditEvent", "Binary", "RelatedPerson"})
+    | CLINICAL_TYPES
 )
+#: Read and written like documents: their ``_p_keys`` place them in a section of the matrix.
+DOCUMENT_LIKE = frozenset({"DocumentReference"}) | CLINICAL_TYPES
 #: The record's holders: the patient and their legal representatives.
 HOLDER_RELATIONS = frozenset({Relation.SELF, Relation.REPRESENTATIVE})
 MASKED = "MASQUE_PS"
@@ -271,7 +275,7 @@ class DmpPolicy:
         hidden = [INVISIBLE_PATIENT]
         if self.caller.kind == "related-person":
             hidden += [INVISIBLE_REPRESENTATIVES, SECRET_CONNECTION]
-        if rtype in ("DocumentReference", "List", "AuditEvent"):
+        if rtype in DOCUMENT_LIKE or rtype in ("List", "AuditEvent"):
             # What refers to a hidden document (a submission set, an event) is hidden like it.
             return {"_p_patient": pid, "_p_labels": {"$nin": hidden}}
         if rtype in ("Consent", "RelatedPerson"):
@@ -282,11 +286,11 @@ class DmpPolicy:
         granted = self._granted(Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY)
         if rtype in ("Patient", "RelatedPerson"):
             return {"_p_patient": eq_or_in(granted)} if granted else None
-        if rtype not in ("DocumentReference", "List"):
+        if rtype not in DOCUMENT_LIKE and rtype != "List":
             return None  # Consents and the audit trail are the patient's own
         groups: list[dict[str, Any]] = []
         gp = self._granted(Relation.GP)
-        if gp and rtype == "DocumentReference":
+        if gp and rtype in DOCUMENT_LIKE:
             groups.append({"_p_patient": eq_or_in(gp), "_p_keys": {"$in": sorted(self.matrix.gp_read)}})
         elif gp:
             # A submission set reveals every document it lists: the GP sees it unless it lists
@@ -294,7 +298,7 @@ class DmpPolicy:
             outside = sorted(set(self.matrix.sections) - self.matrix.gp_read)
             groups.append({"_p_patient": eq_or_in(gp), "_p_keys": {"$nin": outside}})
         matrix_patients = self._granted(Relation.AUTHORISED, Relation.EMERGENCY)
-        if matrix_patients and self.rule is not None and self.rule.read and rtype == "DocumentReference":
+        if matrix_patients and self.rule is not None and self.rule.read and rtype in DOCUMENT_LIKE:
             groups.append(
                 {
                     "_p_patient": eq_or_in(matrix_patients),
@@ -351,22 +355,24 @@ class DmpPolicy:
         if rtype in ("Consent", "AuditEvent") and self.caller.kind == "practitioner":
             raise Forbidden(f"Only the patient reads their {rtype} resources.")
 
-    async def check_focus(self, focus_patients: set[str]) -> None:
+    async def check_focus(self, focus_patients: set[str], rtype: str = "DocumentReference") -> None:
         await self.prepare(focus_patients)
         if self.caller.kind == "internal" or len(focus_patients) != 1:
             return
         pid = next(iter(focus_patients))
         relation = self.relations.get(pid, Relation.NOT_AUTHORISED)
         if self.caller.kind in ("patient", "related-person", "practitioner") and not relation.grants_access:
-            if relation in AUTHOR_KEEPS_ACCESS and await self._authored_for(pid):
+            if relation in AUTHOR_KEEPS_ACCESS and await self._authored_for(pid, rtype):
                 return  # not authorised, but may still find the documents they authored
             raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
 
-    async def _authored_for(self, pid: str) -> bool:
+    async def _authored_for(self, pid: str, rtype: str = "DocumentReference") -> bool:
+        """Whether the caller authored a resource of the searched type (a document for other
+        searches) of this patient: they may still find it."""
         if not self.person:
             return False
         docs = await self.store.find(
-            "DocumentReference",
+            rtype if rtype in DOCUMENT_LIKE else "DocumentReference",
             {"_p_patient": pid, "_deleted": False, "_p_authors": {"$in": sorted(self.person)}},
             limit=1,
             projection={"_id": 1},
@@ -507,7 +513,7 @@ class DmpPolicy:
             if old is not None and own not in (old.get("_p_authors") or ()):
                 raise Forbidden("Patients change only the submission sets they made.")
             return
-        if rtype != "DocumentReference":
+        if rtype not in DOCUMENT_LIKE:
             raise Forbidden(f"Patients do not write {rtype} resources.")
         if new is not None and INVISIBLE_PATIENT in set(_labels(new)) - set(_labels(old or {})):
             raise Forbidden("Only a document's author hides it from the patient.")
@@ -537,16 +543,16 @@ class DmpPolicy:
     ) -> None:
         if relation not in (Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY):
             raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
-        if rtype not in ("DocumentReference", "List"):
+        if rtype not in DOCUMENT_LIKE and rtype != "List":
             raise Forbidden(f"Only the patient writes {rtype} resources.")
         if old is not None and not set(old.get("_p_authors") or ()) & self.person:
             raise Forbidden(f"Only the author of this {rtype} changes or deletes it.")
         if rtype == "List" or new is None:
             return
         if not set(new.get("_p_authors") or ()) & self.person:
-            raise Forbidden("A professional writes documents they author (DocumentReference.author).")
+            raise Forbidden(f"A professional writes the {rtype} resources they author.")
         if not self._may_write(_keys(new)):
-            raise Forbidden("The access matrix does not let this profession write this type of document.")
+            raise Forbidden(f"The access matrix does not let this profession write this {rtype}.")
         before, after = set(_labels(old or {})), set(_labels(new))
         if MASKED in before ^ after:
             raise Forbidden("Only the patient masks or unmasks a document.")

@@ -132,7 +132,40 @@ async def policy_fields(
         return await binary_fields(resource, resolve)
     if rtype == "RelatedPerson":
         return {"_p_patient": patient_of(resource.get("patient"))}
+    if rtype in matrix.structured:
+        return await structured_fields(rtype, resource, matrix, resolve)
     return {}
+
+
+async def structured_fields(
+    rtype: str, resource: dict[str, Any], matrix: AccessMatrix, resolve: Resolver
+) -> dict[str, Any]:
+    """Structured patient data (an Observation, a dispensation…) carries the same fields as a
+    document: the access matrix places it in a section (``structuredData``), its labels are
+    ``meta.security``, its authors the elements the matrix names."""
+    spec = matrix.structured[rtype]
+    authors: list[str] = []
+    for path in spec.authors:
+        for reference in _walk(resource, path.split(".")):
+            authors += await actor_keys(reference, resource, resolve)
+    return {
+        "_p_patient": patient_of(resource.get(spec.patient)),
+        "_p_keys": matrix.structured_keys(rtype, resource),
+        "_p_labels": labels_of(resource),
+        "_p_authors": sorted({k for k in authors if k.startswith(PERSON_KEY_PREFIXES)}),
+    }
+
+
+def _walk(value: Any, steps: list[str]) -> list[Any]:
+    """The values at a dotted element path, arrays flattened at every step."""
+    values = value if isinstance(value, list) else [value]
+    if not steps:
+        return [v for v in values if v is not None]
+    out: list[Any] = []
+    for item in values:
+        if isinstance(item, dict):
+            out += _walk(item.get(steps[0]), steps[1:])
+    return out
 
 
 #: Labels that hide a document from someone: what refers to it inherits them.

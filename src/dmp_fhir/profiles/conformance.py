@@ -34,6 +34,13 @@ DEFAULT_PROFILES = {
     "List": "dmp-submissionset",
     "Consent": "dmp-consent-access",
     "AuditEvent": "dmp-auditevent",
+    "Observation": "dmp-observation",
+    "DiagnosticReport": "dmp-diagnosticreport",
+    "MedicationDispense": "dmp-medicationdispense",
+    "MedicationStatement": "dmp-medicationstatement",
+    "Immunization": "dmp-immunization",
+    "AllergyIntolerance": "dmp-allergyintolerance",
+    "Condition": "dmp-condition",
 }
 CREATION_CONSENT = "dmp-consent-creation"
 FOLDER = "dmp-folder"

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import BadRequest, FhirError, NotFound, Unprocessable, located
+from ..feeds import check_structured_feed, is_structured_feed
 from ..mhd import (
     Entry,
     check_provide_bundle,
@@ -270,6 +271,8 @@ async def _plan_writes(
         views = externalize_inline_content(views)  # appends the Binaries it makes
         views = views[:known] + _validated(repo, views[known:])
         await check_provide_bundle(views, repo.lookup, repo.documents_with_identifier)
+    if is_structured_feed(views, repo.matrix):
+        await check_structured_feed(views, repo.lookup, repo.matrix)
     by_index = {e.index: e for e in entries}
     superseded: set[str] = set()
     for view in views:
