@@ -33,6 +33,22 @@ from dmp_fhir.devdb import ensure_ferretdb_binary; ensure_ferretdb_binary()'
     fi
 }
 
+ensure_chromium() {
+    # The portal's browser tests (tests/test_portal_browser.py) drive Debian's Chromium through
+    # Playwright (`playwright install` would download a browser: not possible here). They skip,
+    # saying why, when it is missing and cannot be installed.
+    if command -v chromium >/dev/null 2>&1 || [[ -x /usr/bin/chromium ]]; then
+        return
+    fi
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "dev.sh: installing Debian's chromium for the portal's browser tests" >&2
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ||
+            echo "dev.sh: could not install chromium; the browser tests will be skipped" >&2
+    else
+        echo "dev.sh: chromium is missing (apt-get install chromium); the browser tests will be skipped" >&2
+    fi
+}
+
 run_tests() {
     local failed=()
     .venv/bin/ruff check src tests benchmarks || failed+=(ruff)
@@ -61,6 +77,7 @@ case "${1:-}" in
     test)
         shift
         setup
+        ensure_chromium
         run_tests "$@"
         ;;
     -h | --help | help | "")

@@ -1,10 +1,15 @@
 """Document ingest through ITI-65 (Provide Document Bundle) against raw driver inserts.
 
     .venv/bin/python benchmarks/ingest.py [--seconds 10] [--concurrency 8] [--size 50000]
+                                          [--senders gp,establishment]
 
-A GP feeds documents of ~50 kB (PDF-like random content) for their patients, in transaction
-Bundles of 1 and of 10 documents, with the access policy, the audit trail and the journal that
-makes each Bundle all-or-nothing. The reference is the raw driver writing the same data to the
+Documents of ~50 kB (PDF-like random content) are fed in transaction Bundles of 1 and of 10
+documents, with the access policy, the audit trail and the journal that makes each Bundle
+all-or-nothing, by two kinds of sender: a GP with their own token, for their patients
+(``gp``); a hospital's information system authenticated as the establishment, the author
+declared in each document as a contained PDSm PractitionerRole (RPPS), for a patient who
+authorised the hospital (``establishment``: authentification indirecte, issue 16).
+The reference is the raw driver writing the same data to the
 same database (one ``insert_many`` per Bundle: the List, the DocumentReferences, the Binaries),
 with the same concurrency. Printed: documents per second and the server/driver ratio.
 """
@@ -45,9 +50,39 @@ GP = {
 }
 
 
+#: The CHU's information system, for its cardiologist (IdNatPs), for pat-002 (who authorised
+#: the CHU).
+HOSPITAL = {
+    "client_id": "dpi-chu-bellerive",
+    "organization": "Organization/org-chu-bellerive",
+    "scope": "system/*.cruds",
+}
+HOSPITAL_PATIENT = "Patient/pat-002"
+CARDIOLOGIST_IDNATPS = "819999990047"
+IDNPS = "urn:oid:1.2.250.1.71.4.2.1"
+
+
 def bundle_of(n: int, size: int, seq: int) -> dict[str, Any]:
     docs = [SourceDocument(os.urandom(size), title=f"CR {seq}-{i}") for i in range(n)]
     return provide_bundle(PATIENTS[seq % len(PATIENTS)], AUTHOR, docs)
+
+
+def hospital_bundle_of(n: int, size: int, seq: int) -> dict[str, Any]:
+    """The same Bundle as a hospital system sends it: every author a contained PractitionerRole."""
+    docs = [SourceDocument(os.urandom(size), title=f"CR {seq}-{i}") for i in range(n)]
+    bundle = provide_bundle(HOSPITAL_PATIENT, "#author", docs)
+    contained = [
+        {
+            "resourceType": "Practitioner",
+            "id": "author-person",
+            "identifier": [{"system": IDNPS, "value": CARDIOLOGIST_IDNATPS}],
+        },
+        {"resourceType": "PractitionerRole", "id": "author", "practitioner": {"reference": "#author-person"}},
+    ]
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] in ("DocumentReference", "List"):
+            entry["resource"]["contained"] = contained
+    return bundle
 
 
 def raw_documents(bundle: dict[str, Any]) -> list[dict[str, Any]]:
@@ -59,7 +94,9 @@ def raw_documents(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-async def run(send: Any, n_docs: int, size: int, seconds: float, concurrency: int) -> tuple[float, int]:
+async def run(
+    send: Any, n_docs: int, size: int, seconds: float, concurrency: int, make: Any = bundle_of
+) -> tuple[float, int]:
     deadline = time.perf_counter() + seconds
     done = 0
     seq = 0
@@ -68,7 +105,7 @@ async def run(send: Any, n_docs: int, size: int, seconds: float, concurrency: in
         nonlocal done, seq
         while time.perf_counter() < deadline:
             seq += 1
-            await send(bundle_of(n_docs, size, seq))
+            await send(make(n_docs, size, seq))
             done += n_docs
 
     started = time.perf_counter()
@@ -83,7 +120,9 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--size", type=int, default=50_000)
+    parser.add_argument("--senders", default="gp,establishment", help="gp, establishment or both")
     args = parser.parse_args()
+    senders = [s for s in args.senders.split(",") if s]
     with database_url() as (url, engine):
         key_file = Path(f"/tmp/dmp-bench-key-{uuid.uuid4().hex[:6]}.json")
         settings = dev_settings(url, key_file)
@@ -91,29 +130,37 @@ async def main() -> None:
         app = create_app(settings, database)
         async with app.router.lifespan_context(app):
             await load_paths(Repository.internal(ResourceStore(database), settings, "bench"), [SAMPLES])
-            headers = bearer(settings, GP)
             print(
-                f"engine: {engine}; ITI-65 by a GP for their patients, {args.size} bytes per document; "
+                f"engine: {engine}; ITI-65, {args.size} bytes per document; "
                 f"{args.concurrency} concurrent senders, {args.seconds:.0f} s per figure"
             )
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=BASE, timeout=120) as client:
 
-                async def via_server(bundle: dict[str, Any]) -> None:
-                    response = await client.post("", json=bundle, headers=headers)
-                    assert response.status_code == 200, response.text[:300]
-
                 async def via_driver(bundle: dict[str, Any]) -> None:
                     await database.db["raw_ingest"].insert_many(raw_documents(bundle))
 
-                for n_docs in (1, 10):
-                    server, sent = await run(via_server, n_docs, args.size, args.seconds, args.concurrency)
-                    driver, _ = await run(via_driver, n_docs, args.size, args.seconds, args.concurrency)
-                    print(
-                        f"bundles of {n_docs:>2} document(s): server {server:7.1f} docs/s   "
-                        f"driver {driver:7.1f} docs/s   server/driver {server / driver:.3f}   "
-                        f"({sent} documents stored through ITI-65)"
-                    )
+                for sender in senders:
+                    headers = bearer(settings, GP if sender == "gp" else HOSPITAL)
+                    make = bundle_of if sender == "gp" else hospital_bundle_of
+
+                    async def via_server(bundle: dict[str, Any], headers: dict[str, str] = headers) -> None:
+                        response = await client.post("", json=bundle, headers=headers)
+                        assert response.status_code == 200, response.text[:300]
+
+                    for n_docs in (1, 10):
+                        server, sent = await run(
+                            via_server, n_docs, args.size, args.seconds, args.concurrency, make
+                        )
+                        driver, _ = await run(
+                            via_driver, n_docs, args.size, args.seconds, args.concurrency, make
+                        )
+                        print(
+                            f"{sender:>13}, bundles of {n_docs:>2} document(s): "
+                            f"server {server:7.1f} docs/s   "
+                            f"driver {driver:7.1f} docs/s   server/driver {server / driver:.3f}   "
+                            f"({sent} documents stored through ITI-65)"
+                        )
             pending = await database.db["_transactions"].count_documents({})
             print(f"journal entries left: {pending}")
         await drop_disposable(database.client, settings.db)

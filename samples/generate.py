@@ -23,6 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import structured  # samples/structured.py: this script's folder is first on sys.path
+
 HERE = Path(__file__).resolve().parent
 MATRIX = json.loads((HERE.parent / "profiles" / "access-matrix.json").read_text(encoding="utf-8"))
 
@@ -39,6 +41,11 @@ FR_CORE = "https://hl7.fr/ig/fhir/core"
 FR_V2_0203 = f"{FR_CORE}/CodeSystem/fr-core-cs-v2-0203"
 FR_V2_0445 = f"{FR_CORE}/CodeSystem/fr-core-cs-v2-0445"
 FR_IDENTITY_RELIABILITY = f"{FR_CORE}/StructureDefinition/fr-core-identity-reliability"
+FR_BIRTH_LIST_GIVEN_NAME = f"{FR_CORE}/StructureDefinition/fr-core-patient-birth-list-given-name"
+FR_INSEE_CODE = f"{FR_CORE}/StructureDefinition/fr-core-address-insee-code"
+BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
+INSEE_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM"
+RELATED_PERSON_SYSTEM = "https://dmp-fhir.example.org/fhir/sid/related-person"
 NOS = "https://mos.esante.gouv.fr/NOS"
 TRE_G15 = f"{NOS}/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
 TRE_R38 = f"{NOS}/TRE_R38-SpecialiteOrdinale/FHIR/TRE-R38-SpecialiteOrdinale"
@@ -579,7 +586,14 @@ def patient(p: dict[str, Any]) -> dict[str, Any]:
                 "extension": [
                     {"url": "identityStatus", "valueCoding": coding(FR_V2_0445, "VALI", "Identité validée")}
                 ],
-            }
+            },
+            {
+                # Department 99, commune 999, as in the matricule: born abroad, country unknown.
+                "url": BIRTH_PLACE,
+                "valueAddress": {
+                    "extension": [{"url": FR_INSEE_CODE, "valueCoding": coding(INSEE_SYSTEM, "99999", None)}]
+                },
+            },
         ],
         "identifier": [
             {
@@ -590,7 +604,14 @@ def patient(p: dict[str, Any]) -> dict[str, Any]:
             }
         ],
         "active": True,
-        "name": [{"use": "official", "family": p["family"], "given": [p["given"]]}],
+        "name": [
+            {
+                "extension": [{"url": FR_BIRTH_LIST_GIVEN_NAME, "valueString": p["given"]}],
+                "use": "official",
+                "family": p["family"],
+                "given": [p["given"]],
+            }
+        ],
         "telecom": [
             {"system": "phone", "value": f"01 99 00 {n // 100 + 50:02d} {n % 100:02d}", "use": "home"}
         ],
@@ -1620,6 +1641,7 @@ def related_person(r: dict[str, Any]) -> dict[str, Any]:
         "id": r["id"],
         "active": True,
         "patient": ref("Patient", "pat-020"),
+        "identifier": [{"system": RELATED_PERSON_SYSTEM, "value": r["id"]}],
         "relationship": [cc(V3_ROLE_CODE, *r["rel"]), cc(V3_ROLE_CODE, "GUARD", "guardian")],
         "name": [{"use": "official", "family": r["family"], "given": [r["given"]]}],
         "gender": r["gender"],
@@ -1672,9 +1694,9 @@ def build() -> dict[str, dict[str, Any]]:
             resources.append(binary(d, data, content_type))
         files[f"10-{ss_id}.json"] = bundle(f"sample-{ss_id}", resources)
     files["20-consents.json"] = bundle("sample-consents", CONSENTS)
-    files["30-related-persons.json"] = bundle(
-        "sample-related-persons", [related_person(r) for r in RELATED]
-    )
+    files["30-related-persons.json"] = bundle("sample-related-persons", [related_person(r) for r in RELATED])
+    for name, resources in structured.files().items():
+        files[name] = bundle(f"sample-{name[3:-5]}", resources)
     return files
 
 

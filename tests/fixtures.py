@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import uuid
 from typing import Any
 
 INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"
@@ -70,7 +71,8 @@ def document_reference(
 ) -> dict[str, Any]:
     return {
         "resourceType": "DocumentReference",
-        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.250.1.999.1.1"},
+        # Unique per document: a plain create checks it like ITI-65 (issue 16).
+        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:oid:2.25.{uuid.uuid4().int}"},
         "status": "current",
         "type": {"coding": [{"system": LOINC, "code": type_code, "display": "Note de consultation"}]},
         "category": [

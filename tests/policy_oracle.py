@@ -3,7 +3,9 @@
 Written from the rules (README / task brief) and ``profiles/access-matrix.json`` only; it imports
 nothing from ``dmp_fhir`` on purpose, so that it cannot share a bug with the server's policy.
 It decides on the very FHIR JSON the tests store (Patient, PractitionerRole, Consent,
-DocumentReference) plus the set of closed records, and the claims of the caller's token.
+DocumentReference, and the structured types — Observation, MedicationDispense… — which the
+matrix's ``structuredData`` places like a document of a section and type) plus the set of
+closed records, and the claims of the caller's token.
 
 Outcomes: for a read of one DocumentReference, 200 (visible), 404 (denied at document level:
 matrix, mask, invisibility = absent) or 403 (refused at patient level); for a search on one
@@ -55,9 +57,12 @@ class Matrix:
             s["code"] for a in raw["excludedActors"] for s in a.get("alsoMatchOrganizationSector", [])
         }
         self.emergency_settings = {s["code"] for s in raw["emergencySettings"]}
+        occupational = raw["occupationalPhysician"]
+        self.occupational = (occupational["profession"], occupational.get("specialty"))
         glass = raw["breakGlass"]
         self.glass_professions = set(glass["eligible"]["profession"])
         self.glass_purposes = {p["code"] for p in glass["purposeOfUse"]}
+        self.structured: dict[str, dict[str, Any]] = raw["structuredData"]["types"]
 
     @classmethod
     def load(cls) -> Matrix:
@@ -126,6 +131,51 @@ def in_scope(doc: dict[str, Any], read: list[str], matrix: Matrix) -> bool:
     return False
 
 
+def _at(value: Any, path: list[str]) -> list[Any]:
+    """Values at a dotted path, lists flattened."""
+    items = value if isinstance(value, list) else [value]
+    if not path:
+        return [v for v in items if v is not None]
+    return [x for v in items if isinstance(v, dict) for x in _at(v.get(path[0]), path[1:])]
+
+
+def document_view(res: dict[str, Any], matrix: Matrix) -> dict[str, Any]:
+    """A structured resource seen as the document it stands for (``structuredData``): its
+    patient as subject, its author elements as authors, its meta.security as labels, the
+    placement's document type as type, a dmp-section coding (category or meta.tag) as the
+    section override. A DocumentReference is itself."""
+    rtype = res["resourceType"]
+    if rtype == "DocumentReference":
+        return res
+    spec = matrix.structured[rtype]
+    placement = spec if "section" in spec else None
+    category = spec.get("category")
+    concepts = res.get("category") if isinstance(res.get("category"), list) else [res.get("category")]
+    concepts = [c for c in concepts if isinstance(c, dict)]
+    if category is not None:
+        for coding in _codings(concepts):
+            if coding.get("system") == category["system"] and coding.get("code") in category["map"]:
+                placement = category["map"][coding["code"]]
+                break
+    sections = [
+        c["code"]
+        for c in _codings(concepts) + res.get("meta", {}).get("tag", [])
+        if c.get("system") == SECTION_SYSTEM
+    ]
+    view: dict[str, Any] = {
+        "resourceType": rtype,
+        "subject": res[spec["patient"]],
+        "author": [a for path in spec["authors"] for a in _at(res, path.split("."))],
+        "securityLabel": [{"coding": [c]} for c in res.get("meta", {}).get("security", [])],
+    }
+    if placement is not None:
+        code = placement["documentType"]
+        view["type"] = {"coding": [{"system": matrix.types[code]["system"], "code": code}]}
+    if sections:
+        view["category"] = [{"coding": [{"system": SECTION_SYSTEM, "code": sections[0]}]}]
+    return view
+
+
 def subject_of(doc: dict[str, Any]) -> str:
     return str(doc["subject"]["reference"]).split("/", 1)[1]
 
@@ -185,12 +235,23 @@ def professional_standing(claims: dict[str, Any], pid: str, world: World, matrix
         return REFUSED
     me = claims["fhirUser"]
     names = {me} | ({claims["organization"]} if claims.get("organization") else set())
+    # An establishment's consent (permit or deny) speaks for every professional the directory
+    # gives a role there, whichever establishment the token names (issue 16: the care team).
+    names |= {
+        str(role["organization"]["reference"])
+        for role in world.roles.values()
+        if role.get("practitioner", {}).get("reference") == me and "reference" in role.get("organization", {})
+    }
     provisions = _active_provisions(pid, world)
     if any(
         p.get("type") == "deny" and not p.get("purpose") and _provision_names(p, names) for p in provisions
     ):
         return REFUSED
     if is_treating(pid, me, world):
+        # The occupational physician (10/SM25) never gets the treating physician's view:
+        # named GP, they are deemed authorised, within their own matrix rule only.
+        if (claims.get("profession"), claims.get("specialty")) == matrix.occupational:
+            return AUTHORISED
         return TREATING
     if any(p.get("type") == "permit" and _provision_names(p, names) for p in provisions):
         return AUTHORISED
@@ -221,8 +282,8 @@ def _patient_side(claims: dict[str, Any]) -> str | None:
 
 
 def read_status(claims: dict[str, Any], doc_id: str, world: World, matrix: Matrix) -> int:
-    """GET DocumentReference/<doc_id>: 200, 404 or 403."""
-    doc = world.documents[doc_id]
+    """GET <Type>/<doc_id> of a document or a structured resource: 200, 404 or 403."""
+    doc = document_view(world.documents[doc_id], matrix)
     pid = subject_of(doc)
     side = _patient_side(claims)
     if side is not None:
@@ -243,9 +304,15 @@ def read_status(claims: dict[str, Any], doc_id: str, world: World, matrix: Matri
     return 200 if in_scope(doc, read, matrix) and MASKED not in labels(doc) else 404
 
 
-def search_result(claims: dict[str, Any], pid: str, world: World, matrix: Matrix) -> set[str] | None:
-    """GET DocumentReference?patient=<pid>: None for 403, else the ids the caller finds."""
-    docs = [d for d, doc in world.documents.items() if subject_of(doc) == pid]
+def search_result(
+    claims: dict[str, Any], pid: str, world: World, matrix: Matrix, rtype: str = "DocumentReference"
+) -> set[str] | None:
+    """GET <rtype>?patient=<pid>: None for 403, else the ids the caller finds."""
+    docs = [
+        d
+        for d, doc in world.documents.items()
+        if doc["resourceType"] == rtype and subject_of(document_view(doc, matrix)) == pid
+    ]
     side = _patient_side(claims)
     if side is not None:
         if claims.get("patient") != pid:
@@ -258,3 +325,54 @@ def search_result(claims: dict[str, Any], pid: str, world: World, matrix: Matrix
     if standing == NOT_AUTHORISED and not visible:
         return None
     return visible
+
+
+# -- establishment systems (issue 16) -------------------------------------------------------------
+
+TRE_G15_SUFFIX = "TRE_G15-ProfessionSante"
+TRE_R38_SUFFIX = "TRE_R38-SpecialiteOrdinale"
+
+
+def _idnatps_spellings(value: str) -> set[str]:
+    """An RPPS (11 digits) and its IdNatPs (``8`` + RPPS) name the same professional."""
+    if len(value) == 12 and value.startswith("8"):
+        return {value, value[1:]}
+    if len(value) == 11:
+        return {value, "8" + value}
+    return {value}
+
+
+def _role_code(role: dict[str, Any], element: str, suffix: str) -> str | None:
+    for concept in role.get(element, []):
+        for coding in concept.get("coding", []):
+            if suffix in str(coding.get("system", "")):
+                return str(coding["code"])
+    return None
+
+
+def acting_claims(
+    system: dict[str, Any], practitioners: dict[str, dict[str, Any]], world: World
+) -> dict[str, Any] | None:
+    """A system token naming its establishment and ``on_behalf_of`` (an RPPS): the claims of the
+    professional it reads for — profession and specialty from their PractitionerRole in that
+    establishment — or None when the directory gives that professional no role there (403)."""
+    organization, rpps = system.get("organization"), system.get("on_behalf_of")
+    if not organization or not rpps:
+        return None
+    spellings = _idnatps_spellings(str(rpps))
+    for pid, practitioner in sorted(practitioners.items()):
+        if not any(i.get("value") in spellings for i in practitioner.get("identifier", [])):
+            continue
+        for role in world.roles.values():
+            if (
+                role.get("practitioner", {}).get("reference") == f"Practitioner/{pid}"
+                and role.get("organization", {}).get("reference") == organization
+                and role.get("active", True)
+            ):
+                claims: dict[str, Any] = {"fhirUser": f"Practitioner/{pid}", "organization": organization}
+                claims["profession"] = _role_code(role, "code", TRE_G15_SUFFIX)
+                specialty = _role_code(role, "specialty", TRE_R38_SUFFIX)
+                if specialty:
+                    claims["specialty"] = specialty
+                return claims
+    return None

@@ -85,6 +85,27 @@ def test_related_person_and_system(dev_env: Path, capsys: pytest.CaptureFixture[
     system = run(["token", "--system", "batch-1"], capsys, dev_env)
     assert (system.kind, system.subject) == ("system", "batch-1")
     assert system.scopes.allows("system", "Binary", "c")
+    hospital = run(
+        [
+            "token",
+            "--system",
+            "dpi-chu",
+            "--organization",
+            "org-chu",
+            "--finess",
+            "990010019",
+            "--on-behalf-of",
+            "819999990047",
+        ],
+        capsys,
+        dev_env,
+    )
+    assert (hospital.kind, hospital.organization, hospital.finess) == (
+        "system",
+        "Organization/org-chu",
+        "990010019",
+    )
+    assert hospital.on_behalf_of == "819999990047"
     secret = run(["token", "--patient", "m", "--claim", "secret_connection:=true"], capsys, dev_env)
     assert secret.secret_connection
 
@@ -97,6 +118,8 @@ def test_related_person_and_system(dev_env: Path, capsys: pytest.CaptureFixture[
         ["token", "--related-person", "x"],  # no --for-patient
         ["token", "--patient", "a", "--profession", "10"],
         ["token", "--patient", "a", "--system", "b"],
+        ["token", "--system", "b", "--on-behalf-of", "819999990047"],  # no organisation
+        ["token", "--patient", "a", "--organization", "o"],
         ["token", "--patient", "a", "--claim", "novalue"],
         ["token", "--patient", "a", "--claim", "x:={bad json"],
     ],

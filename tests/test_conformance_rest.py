@@ -59,11 +59,11 @@ async def test_a_write_breaking_the_profile_is_422_with_the_path(env: PolicyEnv)
 
 async def test_an_update_is_checked_too(env: PolicyEnv) -> None:
     gp = env.headers("gp_martin")
-    current = (await env.client.get("/DocumentReference/doc-001-cs-cardio", headers=gp)).json()
+    # Dr Martin's own document: she may update it, so the profile speaks (a colleague's
+    # document would be refused first, 403: permission before profile).
+    current = (await env.client.get("/DocumentReference/doc-001-vsm", headers=gp)).json()
     broken = {**current, "status": "entered-in-error"}
-    response = await env.client.put(
-        "/DocumentReference/doc-001-cs-cardio", json=broken, headers={**gp, **JSON}
-    )
+    response = await env.client.put("/DocumentReference/doc-001-vsm", json=broken, headers={**gp, **JSON})
     assert response.status_code == 422
     assert expressions(response.json()) == ["DocumentReference.status"]
 
@@ -181,7 +181,7 @@ async def test_definitions_need_a_token_and_nothing_more(env: PolicyEnv) -> None
 async def test_definitions_read_and_search(env: PolicyEnv) -> None:
     kine = env.headers("kine")
     everything = (await env.client.get("/StructureDefinition", headers=kine)).json()
-    assert everything["total"] == 8
+    assert everything["total"] == 16  # 8 document-side profiles, dmp-folder, 7 for structured data
     by_url = (
         await env.client.get("/ValueSet", headers=kine, params={"url": f"{VS}/dmp-security-label"})
     ).json()

@@ -137,3 +137,19 @@ def test_lock_file_pins_every_runtime_dependency_with_hashes() -> None:
         )
     entries = re.split(r"\n(?=[A-Za-z0-9])", lock.split("\n\n", 1)[-1].strip())
     assert all("--hash=sha256:" in entry for entry in entries if "==" in entry)
+
+
+def test_server_environment_names_real_settings(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every variable compose gives the server is a setting (a misspelt one would be ignored)."""
+    from dmp_fhir.config import Settings
+
+    env = compose["services"]["dmp-fhir"]["environment"]
+    for name, value in env.items():
+        if name != "MONGODB_URL":
+            assert name.startswith("DMP_FHIR_") and name[9:].lower() in Settings.model_fields, name
+        monkeypatch.setenv(name, str(value))
+    settings = Settings()
+    assert settings.jwks_url == env["DMP_FHIR_JWKS_URL"] and not settings.dev_mode
+    assert settings.portal_oidc_client_id == "dmp-patient-portal"

@@ -59,7 +59,20 @@ async def test_a_professional_opens_a_dmp_with_the_patients_consent(env: PolicyE
         "system": "urn:oid:1.2.250.1.213.1.4.10",
         "value": ins,
     }
-    assert patient["name"][0] == {"use": "official", "family": "FICTION", "given": ["Camille", "Anne"]}
+    assert patient["name"][0] == {
+        "extension": [
+            {
+                "url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name",
+                "valueString": "Camille Anne",
+            }
+        ],
+        "use": "official",
+        "family": "FICTION",
+        "given": ["Camille", "Anne"],
+    }
+    # FR Core INS Patient: the birthplace's INSEE code too.
+    birth_place = next(e for e in patient["extension"] if e["url"].endswith("patient-birthPlace"))
+    assert birth_place["valueAddress"]["extension"][0]["valueCoding"]["code"] == "99999"
     assert (patient["gender"], patient["birthDate"]) == ("female", "1985-06-01")
     me = env.patient(pid)
     consent = (await env.client.get(f"/Consent/{pid}-creation", headers=me)).json()
@@ -183,6 +196,8 @@ async def test_a_minor_with_two_legal_representatives(env: PolicyEnv) -> None:
     found = (await env.client.get("/RelatedPerson", params={"patient": pid}, headers=me)).json()
     ids = sorted(e["resource"]["id"] for e in found["entry"])
     assert ids == [f"{pid}-rep-1", f"{pid}-rep-2"]
+    # FR Core RelatedPerson: the DMP gives each representative an identifier.
+    assert all(e["resource"]["identifier"][0]["value"] in ids for e in found["entry"])
     for rp in ids:
         parent = env.representative(rp, pid)
         assert await status(env, parent, f"/Patient/{pid}") == 200
@@ -222,6 +237,10 @@ async def test_the_patient_changes_gp_contacts_and_adds_directives(env: PolicyEn
     put = await env.client.put(f"/Patient/{pid}", json=patient, headers={**me, **JSON})
     assert put.status_code == 200, put.text
     assert await status(env, env.headers("gp_benali"), f"/Patient/{pid}") == 200
+    # Dr Martin is no longer the GP but still authorised, as the DMP's creator, until revoked.
+    assert await status(env, env.headers("gp_martin"), f"/Patient/{pid}") == 200
+    revoke = access("revoke", "Practitioner/pra-gp-martin")
+    assert (await operation(env, me, f"/Patient/{pid}/$dmp-access", revoke)).status_code == 200
     assert await status(env, env.headers("gp_martin"), f"/Patient/{pid}") == 403
     # A professional does not change the médecin traitant.
     put = await env.client.put(f"/Patient/{pid}", json=patient, headers={**env.headers("gp_benali"), **JSON})
@@ -280,7 +299,7 @@ async def test_the_patient_manages_access(env: PolicyEnv) -> None:
     consents = (
         await env.client.get("/Consent", params={"patient": pid, "status": "active"}, headers=me)
     ).json()
-    assert len(consents["entry"]) == 2  # the creation consent and the grant
+    assert len(consents["entry"]) == 3  # the creation consent, the creator's grant and the grant
     theirs = await env.client.get("/Consent", params={"patient": pid}, headers=kine)
     assert theirs.status_code == 403 or not theirs.json().get("entry")
     revoked = await operation(env, me, path, access("revoke", "Practitioner/pra-kine-girard"))
@@ -482,6 +501,18 @@ async def test_operations_are_in_the_capability_statement(env: PolicyEnv) -> Non
         ("Patient", "dmp-reopen"),
         ("Patient", "dmp-destroy"),
         ("DocumentReference", "dmp-destroy"),
+        *(
+            (t, "dmp-destroy")
+            for t in (
+                "Observation",
+                "DiagnosticReport",
+                "MedicationDispense",
+                "MedicationStatement",
+                "Immunization",
+                "AllergyIntolerance",
+                "Condition",
+            )
+        ),
     }
     types = {r["type"] for r in statement["rest"][0]["resource"]}
     assert "RelatedPerson" in types

@@ -50,6 +50,7 @@ async def test_purge_follows_the_retention_rules(env: PolicyEnv, capsys: pytest.
     assert set(await raw_hits(env, pid, ins)) <= {"AuditEvent", "AuditEvent_history"}
     assert set(await raw_hits(env, '"pat-010"')) <= {"AuditEvent", "AuditEvent_history"}
     assert await env.database.db["DocumentReference"].count_documents({"_p_keys": "SANTE_TRAVAIL"}) > 0
+    assert await env.database.db["Observation"].count_documents({"_p_keys": "SANTE_TRAVAIL"}) == 1
     # Safe to run twice.
     assert await purge(env, later, capsys) == []
 
@@ -57,6 +58,11 @@ async def test_purge_follows_the_retention_rules(env: PolicyEnv, capsys: pytest.
     far = now + timedelta(days=41 * 366)
     lines = await purge(env, far, capsys)
     assert any("occupational-health section of Patient/pat-006" in line for line in lines), lines
+    # ... structured data of that section included (the exposure the occupational physician recorded)
+    assert any("Observation 1" in line for line in lines if "pat-006" in line), lines
+    for collection in ("Observation", "Observation_history"):
+        assert await env.database.db[collection].count_documents({"_p_keys": "SANTE_TRAVAIL"}) == 0
+    assert await env.database.db["Observation"].count_documents({"_p_patient": "pat-004"}) == 14
     assert await env.database.db["DocumentReference"].count_documents({"_p_keys": "SANTE_TRAVAIL"}) == 0
     assert (
         await env.database.db["DocumentReference_history"].count_documents({"_p_keys": "SANTE_TRAVAIL"}) == 0

@@ -6,6 +6,9 @@ kind (each patient, a legal representative, professionals of several professions
 with or without a break-glass purpose and an emergency care setting, an excluded actor). Every
 caller reads every DocumentReference by id and searches every patient's documents; each answer
 is compared with ``tests/policy_oracle.py``, written from the rules, never from ``dmp_fhir.policy``.
+Structured data (Observation, DiagnosticReport, MedicationDispense…) is drawn beside the
+documents — type, category, occupational section, labels, authors — and read and searched by
+every caller the same way.
 
 Each example writes its world under fresh ids (``hx<run><n>-…``) into the module's database and
 queries only those ids, so examples cannot see each other. The professionals' directory
@@ -13,7 +16,8 @@ queries only those ids, so examples cannot see each other. The professionals' di
 
 After the property: explicit regression tests for tricky cases (hand-written expectations,
 checked against the oracle too), then a last test that prints how many checks were made.
-``DMP_POLICY_EXAMPLES`` (default 80) and ``DMP_POLICY_CONCURRENCY`` (default 16) tune the run.
+``DMP_POLICY_EXAMPLES`` (default 60: with structured data, about as many checks as 80
+document-only worlds made) and ``DMP_POLICY_CONCURRENCY`` (default 16) tune the run.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from .policy_oracle import (
     VISIBILITY_SYSTEM,
     Matrix,
     World,
+    acting_claims,
+    document_view,
     read_status,
     search_result,
 )
@@ -92,6 +98,21 @@ PROS: dict[str, Pro] = {
 PRO_KEYS = sorted(PROS)
 
 
+#: Each professional's IdNatPs (``8`` + an RPPS), for establishment systems' ``on_behalf_of``.
+IDNATPS = {key: f"8{n:011d}" for n, key in enumerate(PRO_KEYS, start=1)}
+
+
+def practitioner_resource(key: str) -> dict[str, Any]:
+    pro = PROS[key]
+    return {
+        "resourceType": "Practitioner",
+        "id": pro.practitioner,
+        "active": True,
+        "identifier": [{"system": "urn:oid:1.2.250.1.71.4.2.1", "value": IDNATPS[key]}],
+        "name": [{"family": pro.practitioner.upper()}],
+    }
+
+
 def directory_resources() -> list[tuple[str, str, dict[str, Any]]]:
     out: list[tuple[str, str, dict[str, Any]]] = []
     for oid, sector in ORGS.items():
@@ -108,19 +129,8 @@ def directory_resources() -> list[tuple[str, str, dict[str, Any]]]:
                 },
             )
         )
-    for pro in PROS.values():
-        out.append(
-            (
-                "Practitioner",
-                pro.practitioner,
-                {
-                    "resourceType": "Practitioner",
-                    "id": pro.practitioner,
-                    "active": True,
-                    "name": [{"family": pro.practitioner.upper()}],
-                },
-            )
-        )
+    for key, pro in PROS.items():
+        out.append(("Practitioner", pro.practitioner, practitioner_resource(key)))
         for rid, org in pro.roles:
             role: dict[str, Any] = {
                 "resourceType": "PractitionerRole",
@@ -160,6 +170,16 @@ class DocSpec:
 
 
 @dataclass(frozen=True)
+class StructSpec:
+    rtype: str
+    #: Observation/DiagnosticReport category code (mapped, unknown or absent); ignored by others
+    category: str | None
+    occupational: bool  # a dmp-section|SANTE_TRAVAIL coding (category, else meta.tag)
+    labels: tuple[str, ...]
+    authors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ConsentSpec:
     kind: str  # permit | deny | oppose (deny with ETREAT/BTG purposes, no actor)
     active: bool
@@ -173,6 +193,7 @@ class PatientSpec:
     closed: bool
     consents: tuple[ConsentSpec, ...]
     docs: tuple[DocSpec, ...]
+    structured: tuple[StructSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,12 +265,32 @@ docs = st.builds(
     ).map(tuple),
 )
 
+STRUCTURED_TYPES = sorted(MATRIX.structured)
+LABELS = ["MASQUE_PS", "INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX"]
+
+
+@st.composite
+def structured_specs(draw: st.DrawFn) -> StructSpec:
+    rtype = draw(st.sampled_from(STRUCTURED_TYPES))
+    mapped = sorted((MATRIX.structured[rtype].get("category") or {}).get("map", {}))
+    category = draw(st.sampled_from([*mapped, "zz-unknown", None])) if mapped else None
+    return StructSpec(
+        rtype,
+        category,
+        draw(st.integers(0, 4).map(lambda n: n == 4)),
+        tuple(draw(st.lists(st.sampled_from(LABELS), max_size=2, unique=True))),
+        tuple(draw(st.lists(st.sampled_from([*ALL_PRACTITIONER_REFS, *ALL_ORG_REFS, SELF]),
+                            min_size=1, max_size=2, unique=True))),
+    )  # fmt: skip
+
+
 patients = st.builds(
     PatientSpec,
     gp=st.none() | st.sampled_from(ALL_PRACTITIONER_REFS),
     closed=st.integers(0, 6).map(lambda n: n == 6),  # shrinks to open
     consents=st.lists(consents, max_size=2).map(tuple),
     docs=st.lists(docs, max_size=3).map(tuple),
+    structured=st.lists(structured_specs(), max_size=2).map(tuple),
 )
 
 EXCLUSIONS = [
@@ -370,6 +411,43 @@ def document_json(did: str, pid: str, spec: DocSpec) -> dict[str, Any]:
     return res
 
 
+def structured_json(sid: str, pid: str, spec: StructSpec) -> dict[str, Any]:
+    """A minimal valid R4 resource of the drawn type, its placement facts as drawn."""
+    refs = [{"reference": f"Patient/{pid}" if a == SELF else a} for a in spec.authors]
+    me = {"reference": f"Patient/{pid}"}
+    concept = {"coding": [{"system": "http://loinc.org", "code": "1234-5"}]}
+    body: dict[str, dict[str, Any]] = {
+        "Observation": {"status": "final", "code": concept, "subject": me, "performer": refs},
+        "DiagnosticReport": {"status": "final", "code": concept, "subject": me, "performer": refs},
+        "MedicationDispense": {"status": "completed", "medicationCodeableConcept": concept, "subject": me,
+                               "performer": [{"actor": r} for r in refs]},
+        "MedicationStatement": {"status": "active", "medicationCodeableConcept": concept, "subject": me,
+                                "informationSource": refs[0]},
+        "Immunization": {"status": "completed", "vaccineCode": concept, "patient": me,
+                         "occurrenceDateTime": "2025-01-10", "performer": [{"actor": r} for r in refs]},
+        "AllergyIntolerance": {"patient": me, "code": concept, "recorder": refs[0], "asserter": refs[-1]},
+        "Condition": {"subject": me, "code": concept, "recorder": refs[0], "asserter": refs[-1]},
+    }  # fmt: skip
+    res: dict[str, Any] = {"resourceType": spec.rtype, "id": sid, **body[spec.rtype]}
+    section = {"system": SECTION_SYSTEM, "code": "SANTE_TRAVAIL"}
+    spec_category = MATRIX.structured[spec.rtype].get("category")
+    codings = []
+    if spec_category and spec.category:
+        codings.append({"system": spec_category["system"], "code": spec.category})
+    meta: dict[str, Any] = {}
+    if spec.occupational and spec.rtype in ("Observation", "DiagnosticReport", "Condition"):
+        codings.append(section)
+    elif spec.occupational:
+        meta["tag"] = [section]
+    if codings:
+        res["category"] = [{"coding": codings}]
+    if spec.labels:
+        meta["security"] = [{"system": VISIBILITY_SYSTEM, "code": code} for code in spec.labels]
+    if meta:
+        res["meta"] = meta
+    return res
+
+
 @dataclass
 class Built:
     world: World
@@ -393,6 +471,9 @@ def build(spec: WorldSpec) -> Built:
         for k, dspec in enumerate(pspec.docs):
             did = f"{pid}-d{k}"
             world.documents[did] = document_json(did, pid, dspec)
+        for k, sspec in enumerate(pspec.structured):
+            sid = f"{pid}-s{k}"
+            world.documents[sid] = structured_json(sid, pid, sspec)
     callers: list[tuple[str, dict[str, Any]]] = []
     for pid in pids:
         callers.append((f"patient {pid}", {"fhirUser": f"Patient/{pid}", "patient": pid}))
@@ -430,7 +511,7 @@ async def store(env: PolicyEnv, world: World) -> None:
     for res in world.consents:
         await repo.update("Consent", res["id"], res)
     for did, res in world.documents.items():
-        await repo.update("DocumentReference", did, res)
+        await repo.update(res["resourceType"], did, res)
     for pid in world.closed:
         await env.database.db["dmp_record"].insert_one({"_id": pid, "status": "closed"})
 
@@ -451,23 +532,30 @@ async def _check_read(
     env: PolicyEnv, built: Built, label: str, claims: dict[str, Any], headers: dict[str, str], did: str
 ) -> str | None:
     expected = read_status(claims, did, built.world, MATRIX)
-    response = await env.client.get(f"/DocumentReference/{did}", headers=headers)
+    rtype = built.world.documents[did]["resourceType"]
+    response = await env.client.get(f"/{rtype}/{did}", headers=headers)
     CHECKS["read"] += 1
     _tally(OUTCOMES, f"read {expected}")
     if response.status_code == expected:
         return None
     return (
-        f"[{label} {claims}] GET DocumentReference/{did}: expected {expected}, "
+        f"[{label} {claims}] GET {rtype}/{did}: expected {expected}, "
         f"got {response.status_code} {response.text[:200]}"
     )
 
 
 async def _check_search(
-    env: PolicyEnv, built: Built, label: str, claims: dict[str, Any], headers: dict[str, str], pid: str
+    env: PolicyEnv,
+    built: Built,
+    label: str,
+    claims: dict[str, Any],
+    headers: dict[str, str],
+    pid: str,
+    rtype: str = "DocumentReference",
 ) -> str | None:
-    expected = search_result(claims, pid, built.world, MATRIX)
+    expected = search_result(claims, pid, built.world, MATRIX, rtype)
     response = await env.client.get(
-        "/DocumentReference", headers=headers, params={"patient": pid, "_total": "accurate", "_count": "100"}
+        f"/{rtype}", headers=headers, params={"patient": pid, "_total": "accurate", "_count": "100"}
     )
     CHECKS["search"] += 1
     _tally(OUTCOMES, "search 403" if expected is None else f"search 200 {'some' if expected else 'none'}")
@@ -478,15 +566,15 @@ async def _check_search(
         got = {e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"}
         total = bundle.get("total")
         if total != len(got):
-            return f"[{label} {claims}] GET DocumentReference?patient={pid}: total {total} for {sorted(got)}"
+            return f"[{label} {claims}] GET {rtype}?patient={pid}: total {total} for {sorted(got)}"
     elif response.status_code != 403:
-        where = f"[{label} {claims}] GET DocumentReference?patient={pid}"
+        where = f"[{label} {claims}] GET {rtype}?patient={pid}"
         return f"{where}: {response.status_code} {response.text[:200]}"
     if got == expected:
         return None
     shown = "403" if expected is None else f"200 {sorted(expected)} (total {len(expected)})"
     answer = "403" if got is None else f"200 {sorted(got)} (total {total})"
-    return f"[{label} {claims}] GET DocumentReference?patient={pid}: expected {shown}, got {answer}"
+    return f"[{label} {claims}] GET {rtype}?patient={pid}: expected {shown}, got {answer}"
 
 
 def describe(world: World) -> str:
@@ -503,9 +591,10 @@ def describe(world: World) -> str:
                 lines.append(
                     f"    Consent {c['id']} {c['status']} {prov['type']} actors={actors} purpose={purposes}"
                 )
-        for did, d in world.documents.items():
+        for did, raw in world.documents.items():
+            d = document_view(raw, MATRIX)
             if d["subject"]["reference"] == f"Patient/{pid}":
-                kind = d["type"]["coding"][0]["code"]
+                kind = f"{raw['resourceType']}:" + (d["type"]["coding"][0]["code"] if "type" in d else "?")
                 category = [x["code"] for c in d.get("category", []) for x in c["coding"]]
                 labels = [s["coding"][0]["code"] for s in d.get("securityLabel", [])]
                 authors = [a["reference"] for a in d["author"]]
@@ -526,10 +615,20 @@ async def check_world(env: PolicyEnv, built: Built) -> list[str]:
             return await check
 
     checks: list[Awaitable[str | None]] = []
+    # DocumentReference searches always; a structured type's where the patient has some
+    types: dict[str, list[str]] = {pid: ["DocumentReference"] for pid in built.patient_ids}
+    for did, d in built.world.documents.items():
+        pid = did.rsplit("-", 1)[0]
+        if d["resourceType"] not in types[pid]:
+            types[pid].append(d["resourceType"])
     for label, claims in built.callers:
         headers = env.headers(claims)
         checks += [_check_read(env, built, label, claims, headers, did) for did in built.world.documents]
-        checks += [_check_search(env, built, label, claims, headers, pid) for pid in built.patient_ids]
+        checks += [
+            _check_search(env, built, label, claims, headers, pid, rtype)
+            for pid in built.patient_ids
+            for rtype in types[pid]
+        ]
     return [p for p in await asyncio.gather(*(gated(c) for c in checks)) if p]
 
 
@@ -561,7 +660,7 @@ def quiet_env(env: PolicyEnv) -> Quiet:
 
 
 @settings(
-    max_examples=int(os.environ.get("DMP_POLICY_EXAMPLES", "80")),
+    max_examples=int(os.environ.get("DMP_POLICY_EXAMPLES", "60")),
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     suppress_health_check=[
@@ -952,3 +1051,43 @@ def test_the_property_made_thousands_of_checks() -> None:
     assert all(
         OUTCOMES.get(k, 0) > 0 for k in ("read 200", "read 403", "read 404", "search 403", "search 200 some")
     )
+
+
+async def test_establishment_systems_read_as_the_professional_they_name(env: PolicyEnv) -> None:
+    """Issue 16: a system token with its establishment and ``on_behalf_of`` reads exactly what
+    the oracle gives that professional of that establishment, and nothing for anyone else."""
+    built = await scenario(
+        env,
+        consents=(permit("Organization/hxo-chu"), deny(pra("gp1"))),
+        docs=(
+            doc("11488-4", pra("psy")),
+            doc("68599-0", pra("cardio"), labels=("MASQUE_PS",)),
+            doc("11502-2", role("gp2", 1)),
+            doc("11488-4", pra("mdt"), occupational=True),
+        ),
+    )
+    practitioners = {PROS[k].practitioner: practitioner_resource(k) for k in PRO_KEYS}
+    pid = built.patient_ids[0]
+    seen = set()
+    for key in PRO_KEYS:
+        for org in sorted({o for _, o in PROS[key].roles} | {"hxo-pharm"}):
+            system = {"client_id": "dpi", "organization": f"Organization/{org}", "on_behalf_of": IDNATPS[key]}
+            acting = acting_claims(system, practitioners, built.world)
+            headers = env.headers(system)
+            for did in built.world.documents:
+                if not did.startswith(pid):
+                    continue
+                expected = 403 if acting is None else read_status(acting, did, built.world, MATRIX)
+                got = await env.client.get(f"/DocumentReference/{did}", headers=headers)
+                assert got.status_code == expected, (system, did, got.text[:200])
+                seen.add(expected)
+            wanted = None if acting is None else search_result(acting, pid, built.world, MATRIX)
+            response = await env.client.get(
+                "/DocumentReference", headers=headers, params={"patient": pid, "_count": "100"}
+            )
+            if wanted is None:
+                assert response.status_code == 403, (system, response.text[:200])
+            else:
+                found = {e["resource"]["id"] for e in response.json().get("entry", [])}
+                assert found == wanted, (system, found, wanted)
+    assert seen == {200, 403, 404}

@@ -54,9 +54,17 @@ def test_the_shipped_conformance_resources_load_and_are_valid_r4() -> None:
         "dmp-organization",
         "dmp-documentreference",
         "dmp-submissionset",
+        "dmp-folder",
         "dmp-consent-access",
         "dmp-consent-creation",
         "dmp-auditevent",
+        "dmp-observation",
+        "dmp-diagnosticreport",
+        "dmp-medicationdispense",
+        "dmp-medicationstatement",
+        "dmp-immunization",
+        "dmp-allergyintolerance",
+        "dmp-condition",
     }
     for rtype, by_id in CONF.resources.items():
         for rid, resource in by_id.items():
@@ -356,6 +364,7 @@ def test_search_by_url_name_and_id() -> None:
     assert ids("StructureDefinition", [("type", "Consent,List")]) == [
         "dmp-consent-access",
         "dmp-consent-creation",
+        "dmp-folder",
         "dmp-submissionset",
     ]
     assert ids("ValueSet", [("_id", "dmp-section,dmp-format")]) == ["dmp-format", "dmp-section"]

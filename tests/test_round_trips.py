@@ -36,9 +36,10 @@ BUDGET = {
     "read": 7,
     # roles ∥ Patient ∥ Consent ∥ record status; the page; audit log; served copy
     "search": 7,
-    # roles ∥ Patient ∥ Consent ∥ record; the Binary it names; history; current copy; audit (2)
-    # (a server-assigned id: no current copy to read, nothing to converge, no dependents)
-    "create": 9,
+    # roles ∥ Patient ∥ Consent ∥ record; the Binary it names; masterIdentifier unique; history;
+    # current copy; audit (2) (a server-assigned id: no current copy to read, nothing to converge,
+    # no dependents)
+    "create": 10,
     # owner document (policy fields); current Binary; owner (write rule) ∥ facts (4);
     # history; current copy; is there a newer version?; audit (2)
     "binary": 12,

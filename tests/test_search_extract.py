@@ -368,10 +368,12 @@ def test_registry_shape() -> None:
     assert set(RESOURCE_TYPES) == {
         "Patient", "Practitioner", "PractitionerRole", "Organization", "DocumentReference", "List",
         "Consent", "AuditEvent", "Binary", "RelatedPerson",
+        "Observation", "DiagnosticReport", "MedicationDispense", "MedicationStatement", "Immunization",
+        "AllergyIntolerance", "Condition",
     }  # fmt: skip
     assert set(params_for("Binary")) == {"_id", "_lastUpdated", "_tag", "_security", "_profile"}
-    assert set(params_for("Observation")) == set(params_for("Binary"))
-    assert get_param("Observation", "_tag") is not None
+    assert set(params_for("Encounter")) == set(params_for("Binary"))
+    assert get_param("Encounter", "_tag") is not None
     assert get_param("Patient", "nope") is None
     pat = get_param("DocumentReference", "patient")
     assert pat is not None and pat.targets == ("Patient",) and pat.resource_type == "DocumentReference"
@@ -384,7 +386,7 @@ def test_registry_shape() -> None:
 def test_every_path_compiles_and_fields_never_collide(rtype: str) -> None:
     suffixes = {"token": ("", "_text", "_oftype"), "string": ("", "_exact", "_norm"),
                 "date": ("_lo", "_hi"), "reference": ("", "_identifier"), "uri": ("",),
-                "number": ("",)}  # fmt: skip
+                "number": ("",), "quantity": ("", "_unit")}  # fmt: skip
     seen: dict[str, str] = {}
     for name, param in params_for(rtype).items():
         assert param.name == name and param.resource_type == rtype
@@ -427,3 +429,20 @@ def test_french_ligatures_fold_like_their_letters() -> None:
     assert normalize("Œuvray") == "oeuvray"
     assert normalize("Lætitia") == "laetitia"
     assert normalize("CŒUR") == normalize("coeur")
+
+
+def test_a_quantity_is_stored_as_its_number_and_its_unit_tokens() -> None:
+    obs = {
+        "resourceType": "Observation",
+        "valueQuantity": {
+            "value": 5.3,
+            "unit": "mmol/l",
+            "system": "http://unitsofmeasure.org",
+            "code": "mmol/L",
+        },
+    }
+    out = extract_search_fields("Observation", obs)
+    assert out["_s_value_quantity"] == [5.3]
+    assert out["_s_value_quantity_unit"] == ["mmol/L", "http://unitsofmeasure.org|mmol/L", "mmol/l"]
+    no_value = extract_search_fields("Observation", {"valueQuantity": {"unit": "mmol/L"}})
+    assert "_s_value_quantity" not in no_value and "_s_value_quantity_unit" not in no_value

@@ -161,6 +161,28 @@ def test_numbers() -> None:
     assert build_param_filter(num, None, "ap100") == {"_s_n": {"$gte": 90, "$lte": 110}}
 
 
+def test_quantities() -> None:
+    q = SearchParam("value-quantity", "quantity", "Observation", ("valueQuantity",))
+    assert build_param_filter(q, None, "5.4") == {"_s_value_quantity": {"$gte": 5.35, "$lt": 5.45}}
+    assert build_param_filter(q, None, "gt5.1|http://unitsofmeasure.org|mmol/L") == {
+        "_s_value_quantity": {"$gt": 5.1},
+        "_s_value_quantity_unit": "http://unitsofmeasure.org|mmol/L",
+    }
+    assert build_param_filter(q, None, "139||mmol/L") == {
+        "_s_value_quantity": {"$gte": 138.5, "$lt": 139.5},
+        "_s_value_quantity_unit": "mmol/L",
+    }
+    assert build_param_filter(q, None, "ne5||mg") == {
+        "$or": [{"_s_value_quantity": {"$lt": 4.5}}, {"_s_value_quantity": {"$gte": 5.5}}],
+        "_s_value_quantity_unit": "mg",
+    }
+    for bad in ("|http://unitsofmeasure.org|mg", "5|mg", "5|s|", "abc||mg", "sa5"):
+        with pytest.raises(SearchValueError):
+            build_param_filter(q, None, bad)
+    with pytest.raises(SearchValueError, match="not supported"):
+        build_param_filter(q, "exact", "5")
+
+
 # -- OR lists ------------------------------------------------------------------------------------
 
 
@@ -250,8 +272,6 @@ def test_bad_values_raise(rtype: str, name: str, modifier: str | None, value: st
 
 
 def test_unsupported_types_and_number_prefixes_raise() -> None:
-    with pytest.raises(SearchValueError, match="not supported"):
-        build_param_filter(SearchParam("q", "quantity", "X", ("q",)), None, "5")
     with pytest.raises(SearchValueError, match="not supported"):
         build_param_filter(SearchParam("c", "composite", "X", ("c",)), None, "a$b")
     num = SearchParam("n", "number", "X", ("n",))

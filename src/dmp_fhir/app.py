@@ -16,6 +16,7 @@ from .auth.tokens import TokenVerifier
 from .config import Settings, get_settings
 from .policy.access import AccessControl, TokenAccess
 from .policy.matrix import load_matrix
+from .portal import install_portal
 from .profiles import default_conformance
 from .rest import batch, conformance_routes, operation_routes, resource_routes, search_routes, system_routes
 from .rest.capability import capability_statement
@@ -114,4 +115,6 @@ def create_app(
     app.include_router(search_routes.build_router(), prefix=settings.base_path)
     app.include_router(operation_routes.build_router(), prefix=settings.base_path)
     app.include_router(resource_routes.build_router(), prefix=settings.base_path)
+    if settings.portal_enabled:  # the patient's pages: they call the API above, in process
+        install_portal(app, settings, matrix)
     return app

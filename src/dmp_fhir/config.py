@@ -113,6 +113,35 @@ class Settings(BaseSettings):
         description="An unknown kid re-fetches the JWKS URL at most once per this interval.",
     )
 
+    # -- the patient portal (/portal/, dmp_fhir.portal) ------------------------------------
+    portal_enabled: bool = Field(default=True, description="Serve the patient portal under /portal/.")
+    portal_session_key: str | None = Field(
+        default=None,
+        description="Secret that encrypts the portal's session cookie (shared by every server "
+        "process); unset: a random key per process (sessions end when it restarts).",
+    )
+    portal_cookie_secure: bool | None = Field(
+        default=None, description="Mark the portal's cookies Secure; unset: when base_url is https."
+    )
+    portal_oidc_issuer: str | None = Field(
+        default=None,
+        description="The patients' OpenID provider; its /.well-known/openid-configuration gives "
+        "the endpoints not set below. Unset (and no endpoints): no OIDC sign-in.",
+    )
+    portal_oidc_authorization_endpoint: str | None = None
+    portal_oidc_token_endpoint: str | None = None
+    portal_oidc_jwks_uri: str | None = None
+    portal_oidc_client_id: str = "dmp-patient-portal"
+    portal_oidc_redirect_uri: str | None = Field(
+        default=None, description="Unset: the origin of base_url + /portal/auth/callback."
+    )
+    portal_oidc_scope: str = "openid"
+    portal_samples_dir: Path | None = Field(
+        default=None,
+        description="Development sign-in: the sample files whose patients and representatives "
+        "are offered (unset: the repository's samples/).",
+    )
+
     @property
     def base_path(self) -> str:
         """The path part of the base URL (``/fhir``), where the API is mounted."""

@@ -47,7 +47,8 @@ class Entry:
         return f"{self.rtype}/{self.rid}"
 
     def where(self, element: str = "") -> str:
-        return f"Bundle.entry[{self.index}].resource" + (f".{element}" if element else "")
+        base = self.rtype if self.index < 0 else f"Bundle.entry[{self.index}].resource"
+        return base + (f".{element}" if element else "")
 
 
 #: Reads one resource by ``Type/id`` as the caller may see it (None: absent or hidden).
@@ -176,6 +177,28 @@ async def check_provide_bundle(
         seen_ids.add(token)
         for n, content in enumerate(resource.get("content") or ()):
             _check_attachment(doc, n, content.get("attachment") or {}, planned)
+    await check_master_identifiers(documents, documents_with_identifier)
+
+
+async def check_plain_document(entries: list[Entry], documents_with_identifier: IdentifierLookup) -> None:
+    """A plain create/update of a DocumentReference (``entries[0]``, index -1), after
+    ``externalize_inline_content``: the same content and identity rules as ITI-65 — size and
+    SHA-1 of what was sent inline, masterIdentifier unique."""
+    doc = entries[0]
+    resource = doc.resource or {}
+    planned = {e.key: e.resource for e in entries if e.resource is not None}
+    for n, content in enumerate(resource.get("content") or ()):
+        attachment = (content or {}).get("attachment") or {}
+        if attachment.get("url") in planned and attachment.get("url") != doc.key:
+            _check_attachment(doc, n, attachment, planned)
+    if resource.get("masterIdentifier"):
+        await check_master_identifiers([doc], documents_with_identifier)
+
+
+async def check_master_identifiers(
+    documents: list[Entry], documents_with_identifier: IdentifierLookup
+) -> None:
+    """409 when another live document already carries one of these masterIdentifiers."""
     tokens = [_master_token(doc.resource or {}) for doc in documents]
     existing = await asyncio.gather(*(documents_with_identifier(token) for token in tokens))
     for doc, token, found in zip(documents, tokens, existing, strict=True):
@@ -203,6 +226,9 @@ def _check_attachment(doc: Entry, n: int, attachment: dict[str, Any], planned: d
             code="required",
             expression=(f"{where}.url",),
         )
+    if binary.get("securityContext") is None:
+        # Neither MHD nor PDSm requires it: the server binds the content to its document.
+        binary["securityContext"] = {"reference": doc.key}
     security = _reference(binary.get("securityContext"))
     if security != doc.key:
         raise Unprocessable(

@@ -21,6 +21,9 @@ class ResourceType:
     #: The server exposes ``$validate``-style history and search for it.
     searchable: bool = True
     documentation: str = ""
+    #: Structured patient data (labs, dispensations, vaccinations…): the access policy treats
+    #: each resource like a document of the DMP section the access matrix maps it to.
+    clinical: bool = False
 
     @property
     def collection(self) -> str:
@@ -47,6 +50,15 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
         ResourceType("List", documentation="An MHD submission set."),
         ResourceType("Consent", documentation="The patient's access decisions."),
         ResourceType("RelatedPerson", documentation="A minor's legal representative."),
+        ResourceType("Observation", clinical=True, documentation="A laboratory result or a vital sign."),
+        ResourceType(
+            "DiagnosticReport", clinical=True, documentation="A laboratory report grouping its results."
+        ),
+        ResourceType("MedicationDispense", clinical=True, documentation="What a pharmacy dispensed."),
+        ResourceType("MedicationStatement", clinical=True, documentation="A treatment the patient takes."),
+        ResourceType("Immunization", clinical=True, documentation="A vaccination."),
+        ResourceType("AllergyIntolerance", clinical=True, documentation="An allergy or intolerance."),
+        ResourceType("Condition", clinical=True, documentation="A problem of the problem list."),
         ResourceType(
             "AuditEvent",
             client_writable=False,
@@ -55,6 +67,8 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
     )
 }
 
+#: The structured patient-data types (``clinical``), read and written like documents.
+CLINICAL_TYPES: frozenset[str] = frozenset(t.name for t in RESOURCE_TYPES.values() if t.clinical)
 
 #: Canonical base of this server's OperationDefinitions (``$dmp-create`` …).
 OPERATION_BASE = "https://dmp-fhir.example.org/fhir/OperationDefinition/"
@@ -101,6 +115,10 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "dmp-destroy", "DocumentReference", True, "Destroy one document, all its versions and content."
+    ),
+    *(
+        Operation("dmp-destroy", name, True, f"Destroy one {name} and all its versions.")
+        for name in sorted(CLINICAL_TYPES)
     ),
 )
 

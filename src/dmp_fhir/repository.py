@@ -13,7 +13,7 @@ import base64
 import binascii
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -35,13 +35,14 @@ from .errors import (
     Unprocessable,
 )
 from .jsonpatch import PatchError, apply_patch
-from .mhd import check_find_documents
+from .mhd import Entry, check_find_documents, check_plain_document, externalize_inline_content
+from .pdsm import IS_ARCHIVED_EXTS, canonical_extensions
 from .policy.base import AccessPolicy, Unrestricted, WriteAction
 from .policy.fields import HIDING_LABELS, policy_fields
 from .policy.match import evaluate
 from .policy.matrix import AccessMatrix, load_matrix
 from .profiles import default_conformance
-from .registry import RESOURCE_TYPES, ResourceType
+from .registry import CLINICAL_TYPES, RESOURCE_TYPES, ResourceType
 from .search.cursor import Cursor
 from .search.engine import SearchEngine, SearchRequest, SearchResult, eq_or_in, merge, reject_nul
 from .search.extract import extract_search_fields
@@ -99,7 +100,7 @@ class TransactionWrite:
     if_match: int | None = None
     create_only: bool = False
     fresh: bool = False  # a server-assigned id (POST): nobody else can have written it
-    validated: bool = False  # already through ``validated`` (the planner checks before MHD rules)
+    validated: bool = False  # already through ``checked`` (the planner checks before MHD rules)
 
 
 _DIRECTORY = frozenset({"Practitioner", "PractitionerRole", "Organization"})
@@ -198,15 +199,29 @@ class Repository:
         ):
             for doc in await self.store.find(dependent, {**query, "_deleted": False}):
                 fields = await policy_fields(dependent, doc["resource"], self.matrix, self._resolve)
+                fields.pop("_p_authors", None)  # decided when that version was written
                 await self.store.set_fields(dependent, doc["_id"], fields)
 
-    async def _fields(self, rtype: str, resource: dict[str, Any] | None) -> dict[str, Any]:
+    async def _fields(
+        self, rtype: str, resource: dict[str, Any] | None, *, rid: str | None = None
+    ) -> dict[str, Any]:
         """Search and policy fields: computed here, for every write path."""
         if resource is None:
             return {}
         fields = extract_search_fields(rtype, resource, base_url=self.settings.base_url)
         check_field_sizes(fields)
         fields.update(await policy_fields(rtype, resource, self.matrix, self._resolve))
+        if "_p_authors" in fields and rtype in ("DocumentReference", "List"):
+            # Co-authorship grants nothing by itself: only authors entitled to write it count
+            # — the writer of this version, or those the previous version already counted.
+            named = list(fields["_p_authors"])
+            entitled = set(await self.policy.authorship(rtype, resource, named, self._resolve))
+            others = set(named) - entitled  # only they need the previous version's word
+            if rid is not None and others:
+                previous = await self.store.read_doc(rtype, {"_id": rid})
+                if previous is not None and not previous.get("_deleted"):
+                    entitled |= set(previous.get("_p_authors") or ()) & others
+            fields["_p_authors"] = sorted(entitled)
         return fields
 
     async def _resolve(self, reference: str) -> dict[str, Any] | None:
@@ -277,7 +292,7 @@ class Repository:
             focus = await self._focus_patients(rtype.name, params)
             record.patients.update(focus)
             if focus:
-                await self.policy.check_focus(focus)
+                await self.policy.check_focus(focus, rtype.name)
             else:
                 await self.policy.prepare()
             request = await self.search_engine.compile(rtype.name, params, strict=strict)
@@ -412,6 +427,13 @@ class Repository:
 
     # -- writes -----------------------------------------------------------------------
 
+    async def declare_sender(self, resources: Iterable[Any]) -> None:
+        """An establishment system's write: its policy decides for the professional these
+        resources declare from now on (policy/senders.py); the audit record names both."""
+        caller = await self.policy.declare_sender([r for r in resources if isinstance(r, Mapping)])
+        if self._record is not None:
+            self._record.caller = caller
+
     def _guard(self, rtype: str, new: dict[str, Any] | None) -> WriteGuard:
         """The policy check run by the store against the current state, on every attempt."""
         planned = self._planned
@@ -427,15 +449,54 @@ class Repository:
                 return
             action: WriteAction = "delete" if new is None else "update" if current else "create"
             await self.policy.check_write(rtype, action, new, current, planned=planned)
+            if new is not None:
+                # Permission before profile: who may not write learns nothing of the profile.
+                self.conform(new["resource"], rtype)
 
         return guard
 
+    async def _write_document(
+        self, resource: dict[str, Any], *, create: bool, if_match: int | None
+    ) -> StoredVersion | None:
+        """A plain create/update of a DocumentReference runs ITI-65's document rules (mhd.py):
+        inline content is checked (size, SHA-1) and moved to a Binary bound to the document,
+        written with it atomically; the masterIdentifier must be new. Returns the stored
+        document when it was written here (inline content), None when the plain write goes on."""
+        rid = str(resource["id"])
+        entries = externalize_inline_content([Entry(-1, "DocumentReference", rid, resource)])
+        entries = [entries[0]] + [
+            Entry(e.index, e.rtype, e.rid, self.checked(e.resource, e.rtype)) for e in entries[1:]
+        ]
+        await check_plain_document(entries, self.documents_with_identifier)
+        if len(entries) == 1:
+            return None
+        writes = [
+            TransactionWrite(
+                "DocumentReference", rid, resource, if_match, create, fresh=create, validated=True
+            ),
+            *(
+                TransactionWrite(e.rtype, e.rid, e.resource, None, True, fresh=True, validated=True)
+                for e in entries[1:]
+            ),
+        ]
+        results = await self.transaction(writes)
+        return results[0]
+
     def validated(self, body: Any, rtype: str) -> dict[str, Any]:
-        """The base R4 check, then the DMP profile of the type: every write path goes here
-        (and planners, before they reason on a resource)."""
-        resource = check_resource(body, expected_type=rtype)
-        default_conformance().enforce(resource, self.settings.profile_enforcement)
+        """The base R4 check, then the DMP profile of the type (writes the policy allowed
+        already: the lifecycle operations')."""
+        resource = self.checked(body, rtype)
+        self.conform(resource, rtype)
         return resource
+
+    def checked(self, body: Any, rtype: str) -> dict[str, Any]:
+        """The base R4 check: what the policy and planners may reason on. The DMP profile
+        runs in the write guard, after the policy's check (403 before 422)."""
+        resource = check_resource(body, expected_type=rtype)
+        return canonical_extensions(resource) if rtype in ("DocumentReference", "List") else resource
+
+    def conform(self, resource: dict[str, Any], rtype: str) -> None:
+        default_conformance().enforce(resource, self.settings.profile_enforcement)
 
     def _split_content(
         self, rtype: str, resource: dict[str, Any]
@@ -467,11 +528,16 @@ class Repository:
         rtype = resource_type(type_name)
         self._writable(rtype)
         async with self._audited("create", rtype.name) as record:
+            await self.declare_sender([body])
             self.policy.require(rtype.name, "c")
-            resource = self.validated(body, rtype.name)
+            resource = self.checked(body, rtype.name)
             fresh = rid is None  # a server-assigned id: nothing can refer to it or race for it yet
             new_id = rid or str(uuid.uuid4())
             resource = {**resource, "id": new_id}
+            if rtype.name == "DocumentReference":
+                done = await self._write_document(resource, create=True, if_match=None)
+                if done is not None:
+                    return WriteResult(done, created=True)
             fields = await self._fields(rtype.name, resource)
             kept, content_fields, blobs = self._split_content(rtype.name, resource)
             stored = await self.store.write(
@@ -503,9 +569,10 @@ class Repository:
         rtype = resource_type(type_name)
         self._writable(rtype)
         async with self._audited("update", rtype.name) as record:
+            await self.declare_sender([body])
             self.policy.require(rtype.name, "u")
             check_id(rid)
-            resource = self.validated(body, rtype.name)
+            resource = self.checked(body, rtype.name)
             body_id = resource.get("id")
             if body_id is None:
                 raise BadRequest(
@@ -519,7 +586,11 @@ class Repository:
                     code="invalid",
                     expression=(f"{rtype.name}.id",),
                 )
-            fields = await self._fields(rtype.name, resource)
+            if rtype.name == "DocumentReference":
+                done = await self._write_document(resource, create=False, if_match=if_match)
+                if done is not None:
+                    return WriteResult(done, created=done.version == 1)
+            fields = await self._fields(rtype.name, resource, rid=rid)
             kept, content_fields, blobs = self._split_content(rtype.name, resource)
             stored = await self.store.write(
                 rtype.name,
@@ -668,8 +739,8 @@ class Repository:
                         )
                         continue
                     if not w.validated:
-                        resource = self.validated(resource, w.rtype)
-                    fields = await self._fields(w.rtype, resource)
+                        resource = self.checked(resource, w.rtype)
+                    fields = await self._fields(w.rtype, resource, rid=None if w.fresh else w.rid)
                     doc = self._planned[f"{w.rtype}/{w.rid}"]
                     doc.update(fields)
                     kept, content_fields, blobs = self._split_content(w.rtype, resource)
@@ -822,16 +893,13 @@ def _with_data(version: StoredVersion, resource: Mapping[str, Any]) -> StoredVer
     return replace(version, resource={**version.resource, "data": resource["data"]}, content_id=None)
 
 
-IS_ARCHIVED_EXT = "http://esante.gouv.fr/cisis/fhir/StructureDefinition/PDSm_isArchived"
-
-
 def _document_outside_metadata(resource: Mapping[str, Any]) -> dict[str, Any]:
     """A DocumentReference without what the French metadata update may change."""
     out = {k: v for k, v in resource.items() if k not in ("status", "securityLabel", "meta")}
     extensions = [
         e
         for e in resource.get("extension") or ()
-        if not (isinstance(e, dict) and e.get("url") == IS_ARCHIVED_EXT)
+        if not (isinstance(e, dict) and e.get("url") in IS_ARCHIVED_EXTS)
     ]
     out.pop("extension", None)
     if extensions:
@@ -846,7 +914,9 @@ RESTRICTED_PATCH_TEXT = {"DocumentReference": "status, securityLabel and the isA
 
 def _audited_type(rtype: str) -> bool:
     """Patient data is audited; reading the audit trail itself and the directory are not."""
-    return rtype in {"Patient", "DocumentReference", "List", "Consent", "Binary", "RelatedPerson"}
+    return rtype in {"Patient", "DocumentReference", "List", "Consent", "Binary", "RelatedPerson"} or (
+        rtype in CLINICAL_TYPES
+    )
 
 
 def _int_cursor(cursor: str) -> int:

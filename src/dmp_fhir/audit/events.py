@@ -19,6 +19,7 @@ ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
 PROFESSION = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
+FINESS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.2"
 RPPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
 #: The server's operations (``$dmp-close`` …), named in the event's subtype beside ``operation``.
 OPERATION_SYSTEM = "https://dmp-fhir.example.org/fhir/CodeSystem/dmp-operation"
@@ -62,6 +63,8 @@ class AuditRecord:
     secret: bool = False
     #: The operation's name (``dmp-close`` …) when ``interaction`` is ``operation``.
     operation: str | None = None
+    #: What the professional attested (``patient-present``: an access grant given in person).
+    attestation: str | None = None
     #: (patient, ``Type/id[/_history/n]``, hiding labels) of every resource touched.
     touched: list[tuple[str | None, str, frozenset[str]]] = field(default_factory=list)
 
@@ -102,6 +105,7 @@ class AuditRecord:
                     labels=set(labels),
                     secret=self.secret,
                     operation=self.operation,
+                    attestation=self.attestation,
                 )
             )
         return records
@@ -137,6 +141,9 @@ def build_audit_event(record: AuditRecord, *, moment: datetime, source: str) -> 
         }
         for pid in sorted(record.patients)
     ]
+    if record.attestation:
+        for entity in entities:
+            entity["detail"] = [{"type": "attestation", "valueString": record.attestation}]
     entities += [
         {
             "what": {"reference": ref},
@@ -175,7 +182,21 @@ def _agents(caller: Caller | None) -> list[dict[str, Any]]:
     if caller.token_id:
         user["altId"] = caller.token_id
     agents = [user]
-    if caller.client_id:
+    if caller.via_system is not None:
+        # Authentification indirecte: the establishment system made the request and declared
+        # the professional above; it is named with the establishment it authenticated as.
+        system: dict[str, Any] = {"display": caller.via_system}
+        if caller.finess:
+            system["identifier"] = {"system": FINESS_SYSTEM, "value": caller.finess}
+        agents.append(
+            {
+                "type": {"coding": [{"system": DCM, "code": "110150", "display": "Application"}]},
+                "requestor": True,
+                "who": system,
+                "name": f"establishment system of {caller.organization}",
+            }
+        )
+    elif caller.client_id:
         agents.append(
             {
                 "type": {"coding": [{"system": DCM, "code": "110150", "display": "Application"}]},

@@ -13,6 +13,13 @@ from .scopes import ScopeSet
 
 CallerKind = Literal["patient", "related-person", "practitioner", "system", "internal"]
 
+_SCOPE_CONTEXT: dict[str, str] = {
+    "patient": "patient",
+    "related-person": "patient",
+    "practitioner": "user",
+    "system": "system",
+}
+
 #: HL7 v3 ActReason codes that mean an emergency access (bris de glace).
 EMERGENCY_PURPOSES = frozenset({"ETREAT", "BTG"})
 
@@ -41,6 +48,12 @@ class Caller:
     token_id: str | None = None
     #: A minor's own connection kept secret from the legal representatives.
     secret_connection: bool = False
+    #: System token only: the RPPS / IdNatPs of the professional an establishment system acts
+    #: for (claim ``on_behalf_of``), checked against the organisation's PractitionerRoles.
+    on_behalf_of: str | None = None
+    #: Set on the professional an establishment system declared (authentification
+    #: indirecte): that system's client id. The token's scopes stay the system's.
+    via_system: str | None = None
 
     @property
     def is_professional(self) -> bool:
@@ -49,6 +62,13 @@ class Caller:
     @property
     def wants_emergency_access(self) -> bool:
         return self.purpose_of_use in EMERGENCY_PURPOSES
+
+    @property
+    def scope_context(self) -> str | None:
+        """The SMART context whose scopes apply: a declared professional keeps the system's."""
+        if self.via_system is not None:
+            return "system"
+        return _SCOPE_CONTEXT.get(self.kind)
 
     @property
     def practitioner_id(self) -> str | None:

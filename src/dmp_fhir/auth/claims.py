@@ -18,6 +18,7 @@ refused (401) rather than partially understood. Unknown claims are ignored.
 | `finess` | string, 9 chars (`2A`/`2B` allowed) | `finess` | practitioner or system only |
 | `organization_sector` | string code | `organization_sector` | TRE_R02 code; practitioner or system only |
 | `purpose_of_use` | string `[A-Z][A-Z_]{1,31}` | `purpose_of_use` | HL7 v3 ActReason; default `TREAT` (`ETREAT`/`BTG`: emergency access) |
+| `on_behalf_of` | string `[A-Za-z0-9]{1,32}` | `on_behalf_of` | system token with `organization` only: the RPPS / IdNatPs of the professional the establishment system acts for; checked against the organisation's PractitionerRoles (else 403) |
 | `scope` | string | `scopes` | space-separated SMART scopes (see `scopes.py`); absent → no scope, nothing allowed |
 | `client_id`, else `azp` | string `[A-Za-z0-9._:@\\-]{1,128}` | `client_id` | the application; a system token's `subject` is `client_id`, else `azp`, else `sub` (which must then have that shape) |
 | `jti` | string (≤ 256) | `token_id` | for the audit trail |
@@ -132,6 +133,9 @@ def caller_from_claims(claims: Mapping[str, Any], *, base_url: str) -> Caller:
             present += [n for n in ORGANIZATION_CLAIMS if org[n] is not None]
         if present:
             raise ClaimError(f"claim '{present[0]}' is not valid in a {kind} token")
+    on_behalf_of = _text(claims, "on_behalf_of", RPPS)
+    if on_behalf_of is not None and (kind != "system" or organization is None):
+        raise ClaimError("claim 'on_behalf_of' is only valid in a system token that names its organization")
     if secret and kind != "patient":
         raise ClaimError("claim 'secret_connection' is only valid in a patient token")
 
@@ -169,4 +173,5 @@ def caller_from_claims(claims: Mapping[str, Any], *, base_url: str) -> Caller:
         client_id=client_id,
         token_id=token_id,
         secret_connection=secret,
+        on_behalf_of=on_behalf_of,
     )

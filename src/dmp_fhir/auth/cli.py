@@ -50,8 +50,18 @@ def add_token_command(
     pro.add_argument("--profession", metavar="CODE", help="TRE_G15 profession code (e.g. 10: doctor)")
     pro.add_argument("--specialty", metavar="CODE", help="TRE_R38 specialty code (e.g. SM54)")
     pro.add_argument("--rpps", metavar="N", help="RPPS / IdNatPs number")
-    pro.add_argument("--organization", metavar="ID", help="Organization id the professional acts for")
+    pro.add_argument(
+        "--organization",
+        metavar="ID",
+        help="Organization id the professional (or establishment system) acts for",
+    )
     pro.add_argument("--finess", metavar="N", help="the organisation's FINESS number")
+    pro.add_argument("--organization-sector", metavar="CODE", help="the organisation's TRE_R02 sector")
+    pro.add_argument(
+        "--on-behalf-of",
+        metavar="RPPS",
+        help="with --system and --organization: the professional the establishment system acts for",
+    )
     pro.add_argument("--care-setting", metavar="CODE", help="e.g. SAMU_SMUR (emergency access)")
     pro.add_argument("--purpose", choices=["TREAT", "ETREAT", "BTG"], help="purpose of use (default TREAT)")
     parser.add_argument("--for-patient", metavar="ID", help="the patient a related person represents")
@@ -91,9 +101,17 @@ def _extra_claims(parser: argparse.ArgumentParser, items: list[str]) -> dict[str
 
 def build_claims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     """The claims for the options given (``parser.error`` exits on inconsistent options)."""
-    pro_options = ("profession", "specialty", "rpps", "organization", "finess", "care_setting", "purpose")
+    pro_options = ("profession", "specialty", "rpps", "care_setting", "purpose")
+    establishment = ("organization", "finess", "organization_sector")
     if not args.practitioner and any(getattr(args, o) for o in pro_options):
         parser.error("--profession, --specialty, ... only apply to --practitioner")
+    if not (args.practitioner or args.system) and any(getattr(args, o) for o in establishment):
+        parser.error("--organization, --finess, --organization-sector apply to --practitioner or --system")
+    if args.on_behalf_of and not (args.system and args.organization):
+        parser.error("--on-behalf-of needs --system and --organization (an establishment system)")
+    organization = args.organization
+    if organization and not organization.startswith("Organization/"):
+        organization = f"Organization/{organization}"
     if bool(args.related_person) != bool(args.for_patient):
         parser.error("--related-person and --for-patient go together")
     claims: dict[str, Any]
@@ -106,21 +124,28 @@ def build_claims(args: argparse.Namespace, parser: argparse.ArgumentParser) -> d
         if not args.profession:
             parser.error("--practitioner needs --profession")
         kind, claims = "practitioner", {"fhirUser": f"Practitioner/{args.practitioner}"}
-        organization = args.organization
-        if organization and not organization.startswith("Organization/"):
-            organization = f"Organization/{organization}"
         optional = {
             "profession": args.profession,
             "specialty": args.specialty,
             "rpps": args.rpps,
             "organization": organization,
             "finess": args.finess,
+            "organization_sector": args.organization_sector,
             "care_setting": args.care_setting,
             "purpose_of_use": args.purpose,
         }
         claims.update({k: v for k, v in optional.items() if v})
     else:
+        # An establishment system (hospital, laboratory, pharmacy): its organisation, and
+        # optionally the professional it acts for (authentification indirecte).
         kind, claims = "system", {"client_id": args.system}
+        optional = {
+            "organization": organization,
+            "finess": args.finess,
+            "organization_sector": args.organization_sector,
+            "on_behalf_of": args.on_behalf_of,
+        }
+        claims.update({k: v for k, v in optional.items() if v})
     claims["scope"] = args.scope if args.scope is not None else DEFAULT_SCOPES[kind]
     claims.update(_extra_claims(parser, args.claim))
     return claims

@@ -7,6 +7,9 @@ access policy reads in ``policy/relations.py``).
 - grant: ``permit`` naming the actor (Practitioner, PractitionerRole, Organization or an
   RPPS/FINESS identifier), purpose TREAT, ``period.start`` today.
 - block: ``deny`` naming the actor (a deny naming an actor blocks it, whatever the purpose).
+- attested grant: a grant recorded by the professional it names — at the DMP's creation
+  (``dmp-create``) or on the patient's word given in person (``patient-present``) — with an
+  extension saying so; the patient revokes it like any other.
 - emergency opposition: ``deny`` naming nobody, purposes ETREAT and BTG.
 Revoking, unblocking and allowing emergency access make the matching active Consents
 ``inactive`` (a new version of each): the history keeps every decision.
@@ -27,6 +30,10 @@ V3_PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 LOINC = "http://loinc.org"
 DMP_CONSENT_CATEGORY = "https://dmp-fhir.example.org/fhir/CodeSystem/dmp-consent-category"
 COLLECTION_EXT = "https://dmp-fhir.example.org/fhir/StructureDefinition/dmp-consent-collection"
+#: On a grant a professional recorded: who attested the patient's agreement, and how.
+ATTESTATION_EXT = "https://dmp-fhir.example.org/fhir/StructureDefinition/dmp-consent-attestation"
+#: The one attestation accepted: the patient agreed in person, during the visit.
+PATIENT_PRESENT = "patient-present"
 EMERGENCY = ("ETREAT", "BTG")
 
 ACTIONS = ("grant", "revoke", "block", "unblock", "oppose-emergency", "allow-emergency")
@@ -121,6 +128,22 @@ def access_consent(pid: str, moment: str, action: str, actor: dict[str, Any] | N
         ],
     }
     return _base(pid, moment, "EMERGENCY_OPPOSITION", "OPTOUT", provision)
+
+
+def attested(consent: dict[str, Any], professional: dict[str, Any], how: str) -> dict[str, Any]:
+    """A grant recorded by the professional it names, on the patient's word given in person
+    (or by the creation of the DMP): the extension says who recorded it and how."""
+    consent = dict(consent)
+    consent["extension"] = [
+        {
+            "url": ATTESTATION_EXT,
+            "extension": [
+                {"url": "attestedBy", "valueReference": professional},
+                {"url": "attestation", "valueCode": how},
+            ],
+        }
+    ]
+    return consent
 
 
 def ends(consent: dict[str, Any], action: str, actor_keys: set[str], stored_actors: list[str]) -> bool:

@@ -20,6 +20,12 @@ IDENTIFIER_TYPE = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
 RELIABILITY = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability"
 RELIABILITY_STATUS = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445"
 BIRTH_PLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
+#: FR Core: the birth certificate's given names, space-separated, on the official name (INS).
+BIRTH_LIST_GIVEN_NAME = (
+    "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birth-list-given-name"
+)
+#: The DMP's own identifier of a legal representative (FR Core RelatedPerson has one).
+RELATED_PERSON_SYSTEM = "https://dmp-fhir.example.org/fhir/sid/related-person"
 #: The INSEE code of the birthplace (commune, or 99xxx for a country) inside the birthPlace address.
 INSEE_CODE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
 INSEE_SYSTEM = "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM"
@@ -101,7 +107,12 @@ def build_patient(
         for i in patient.get("identifier") or []
         if isinstance(i, dict) and i.get("system") not in INS_SYSTEMS
     ]
-    official = {"use": "official", "family": " ".join(birth_names), "given": given_names}
+    official = {
+        "extension": [{"url": BIRTH_LIST_GIVEN_NAME, "valueString": " ".join(given_names)}],
+        "use": "official",
+        "family": " ".join(birth_names),
+        "given": given_names,
+    }
     names = [n for n in patient.get("name") or [] if isinstance(n, dict) and n.get("use") != "official"]
     extensions = [
         e
@@ -151,3 +162,11 @@ def build_patient(
         }
     )
     return patient
+
+
+def with_identifier(related_person: dict[str, Any], rid: str) -> dict[str, Any]:
+    """A legal representative as FR Core wants it: with an identifier (the DMP's, when the
+    sender gave none)."""
+    if related_person.get("identifier"):
+        return related_person
+    return {**related_person, "identifier": [{"system": RELATED_PERSON_SYSTEM, "value": rid}]}

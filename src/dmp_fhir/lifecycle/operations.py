@@ -14,17 +14,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..audit import AuditRecord
-from ..errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, Unprocessable
+from ..errors import BadRequest, Conflict, Forbidden, Gone, NotFound, PreconditionFailed, Unprocessable
 from ..policy.dmp import DIRECTORY_TYPES
-from ..policy.fields import actor_keys
-from ..registry import RESOURCE_TYPES
+from ..policy.fields import actor_keys, rpps_keys
+from ..registry import CLINICAL_TYPES, RESOURCE_TYPES
 from ..repository import Repository, WriteResult, check_id
 from ..search.dates import parse_range
 from ..storage import StoredVersion
 from ..storage.records import CREATED, DmpRecords
 from ..storage.store import format_instant, now_utc
 from . import consents as dmp_consents
-from .identity import build_patient, ins_key, patient_ins_keys
+from .identity import build_patient, ins_key, patient_ins_keys, with_identifier
 from .parameters import OperationParameters
 
 #: Resource types that belong to one patient: destruction removes them (never AuditEvent).
@@ -134,6 +134,9 @@ class LifecycleOperations:
                 self.repo.validated({**rp, "patient": {"reference": f"Patient/{pid}"}}, "RelatedPerson")
             consent = dmp_consents.creation_consent(pid, moment, collector, True)
             self.repo.validated(consent, "Consent")
+            creator = self._creator_grant(pid, moment)
+            if creator is not None:
+                self.repo.validated(creator, "Consent")
 
             records = DmpRecords(self.repo.store.database)
             pid = await self._claim_ins(records, key, pid)
@@ -155,10 +158,12 @@ class LifecycleOperations:
                             "This patient already has a DMP (under another identity).", code="duplicate"
                         ) from None
                 for n, rp in enumerate(representatives, start=1):
-                    rp = {**rp, "patient": {"reference": f"Patient/{pid}"}}
+                    rp = with_identifier({**rp, "patient": {"reference": f"Patient/{pid}"}}, f"{pid}-rep-{n}")
                     await self._create_if_absent("RelatedPerson", f"{pid}-rep-{n}", rp)
                 consent = dmp_consents.creation_consent(pid, moment, collector, True)
                 await self._create_if_absent("Consent", f"{pid}-creation", consent)
+                if creator is not None:
+                    await self._create_if_absent("Consent", f"{pid}-creator", creator)
                 if won or await records.get(pid) is None:
                     await records.put(pid, {"status": "open", "created_at": now_utc()})
                 await records.settle(key)
@@ -171,6 +176,16 @@ class LifecycleOperations:
             if not won:
                 raise self._duplicate(pid)
             return WriteResult(stored, created=True)
+
+    def _creator_grant(self, pid: str, moment: str) -> dict[str, Any] | None:
+        """The professional who opens a DMP is authorised by that creation: a grant naming
+        them, revocable by the patient like any other (None when the patient opens it)."""
+        caller = self.repo.policy.caller
+        if caller.kind != "practitioner":
+            return None
+        me = {"reference": caller.subject}
+        grant = dmp_consents.access_consent(pid, moment, "grant", me)
+        return dmp_consents.attested(grant, me, "dmp-create")
 
     async def _claim_ins(self, records: DmpRecords, key: str, pid: str) -> str:
         """The patient id that owns the INS claim (see ``create_dmp``)."""
@@ -205,7 +220,7 @@ class LifecycleOperations:
         """``POST Patient/[id]/$dmp-access``: each decision is a Consent version (see
         ``lifecycle/consents.py`` for the shapes); returns the versions written."""
         params = OperationParameters(body, "dmp-access")
-        async with self._operation("dmp-access", "Patient"):
+        async with self._operation("dmp-access", "Patient") as record:
             self.repo.policy.require("Consent", "c")
             self.repo.policy.require("Consent", "u")
             check_id(pid)
@@ -215,6 +230,9 @@ class LifecycleOperations:
                 raise BadRequest(
                     f"$dmp-access: action must be one of {', '.join(dmp_consents.ACTIONS)}.", code="value"
                 )
+            attestation = params.value("attestation", "Code")
+            if self.repo.policy.caller.kind == "practitioner":
+                return await self._attested_grant(pid, action, attestation, params, record)
             actor: dict[str, Any] | None = None
             if action in ("grant", "revoke", "block", "unblock"):
                 actor = dmp_consents.check_actor(params.value("actor", "Reference", required=True))
@@ -247,6 +265,43 @@ class LifecycleOperations:
                 else:
                     raise Conflict("The patient's Consents keep changing; try again.", code="lock-error")
             return written
+
+    async def _attested_grant(
+        self, pid: str, action: str, attestation: Any, params: OperationParameters, record: AuditRecord
+    ) -> list[StoredVersion]:
+        """A professional records the access the patient gave them in person, during the visit
+        ("vous autorisez, au gré de vos rendez-vous, les professionnels… qui vous prennent en
+        charge"): a grant naming that professional only, never when the patient blocked them
+        or their establishment. The Consent and the AuditEvent carry the attestation."""
+        caller = self.repo.policy.caller
+        if action != "grant":
+            raise Forbidden(
+                "A professional records only the access the patient gives them in person "
+                "(action 'grant'); the patient manages everything else."
+            )
+        if attestation != dmp_consents.PATIENT_PRESENT:
+            raise Forbidden(
+                "A professional records a grant only by attesting that the patient agreed in "
+                f"person: attestation = '{dmp_consents.PATIENT_PRESENT}'."
+            )
+        me = {"reference": caller.subject}
+        given = params.value("actor", "Reference")
+        if given is not None:
+            actor = dmp_consents.check_actor(given)
+            names_me = actor.get("reference") == caller.subject or (
+                caller.rpps is not None
+                and set(await actor_keys(actor, {}, self.repo._resolve)) & set(rpps_keys(caller.rpps))
+            )
+            if not names_me:
+                raise Forbidden("A professional records a grant for themself only, never for another.")
+        await self.repo.policy.check_operation("dmp-access-attested", "Patient", pid)
+        await self._live_patient(pid)
+        record.attestation = attestation
+        moment = format_instant(now_utc())
+        consent = dmp_consents.attested(
+            dmp_consents.access_consent(pid, moment, "grant", me), me, attestation
+        )
+        return [await self._write_authorised("Consent", str(uuid.uuid4()), consent, create_only=True)]
 
     async def close_dmp(self, pid: str) -> dict[str, Any]:
         """``POST Patient/[id]/$dmp-close``: professionals lose access; the data is kept until
@@ -338,25 +393,28 @@ class LifecycleOperations:
         await records.remove(pid)
         return {k: v for k, v in counts.items() if v}
 
-    async def destroy_document(self, rid: str) -> dict[str, int]:
+    async def destroy_document(self, rid: str, rtype: str = "DocumentReference") -> dict[str, int]:
         """``POST DocumentReference/[id]/$dmp-destroy``: one document, all its versions, its
-        Binaries and their content; submission sets that listed it are re-labelled."""
-        async with self._operation("dmp-destroy", "DocumentReference"):
-            self.repo.policy.require("DocumentReference", "d")
-            doc = await self.repo.store.read_doc("DocumentReference", {"_id": check_id(rid)})
+        Binaries and their content; submission sets that listed it are re-labelled. The same
+        operation on a structured resource (``Observation/[id]/$dmp-destroy`` …) removes it
+        and all its versions."""
+        async with self._operation("dmp-destroy", rtype):
+            self.repo.policy.require(rtype, "d")
+            doc = await self.repo.store.read_doc(rtype, {"_id": check_id(rid)})
             if doc is None:
-                raise NotFound(f"DocumentReference/{rid} is not known.")
+                raise NotFound(f"{rtype}/{rid} is not known.")
             live = (
                 doc
                 if not doc.get("_deleted")
-                else await self.repo.store.newest_history("DocumentReference", rid, live=True)
+                else await self.repo.store.newest_history(rtype, rid, live=True)
             )
             pid = (live or doc).get("_p_patient")
-            await self.repo.policy.check_operation(
-                "dmp-destroy", "DocumentReference", pid if isinstance(pid, str) else None
-            )
+            owner = pid if isinstance(pid, str) else None
+            await self.repo.policy.check_operation("dmp-destroy", rtype, owner)
             if live is not None:
-                await self.repo._require_visible("DocumentReference", live, f"DocumentReference/{rid}")
+                await self.repo._require_visible(rtype, live, f"{rtype}/{rid}")
+            if rtype != "DocumentReference":
+                return {rtype: await self.repo.store.purge(rtype, rid)}
             return await self._destroy_document(rid)
 
     async def _destroy_document(self, rid: str) -> dict[str, int]:
@@ -402,20 +460,27 @@ class LifecycleOperations:
             death = _instant((doc.get("resource") or {}).get("deceasedDateTime"))
             if death is not None and add_years(death, settings.retention_after_death_years) <= now:
                 await destroy(doc["_id"], f"deceased on {death.date().isoformat()}")
-        by_patient: dict[str, list[dict[str, Any]]] = {}
-        for doc in await self.repo.store.find("DocumentReference", {"_p_keys": "SANTE_TRAVAIL"}):
-            if isinstance(doc.get("_p_patient"), str):
-                by_patient.setdefault(doc["_p_patient"], []).append(doc)
+        by_patient: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for rtype in ("DocumentReference", *sorted(CLINICAL_TYPES)):
+            for doc in await self.repo.store.find(rtype, {"_p_keys": "SANTE_TRAVAIL"}):
+                if isinstance(doc.get("_p_patient"), str):
+                    by_patient.setdefault(doc["_p_patient"], []).append((rtype, doc))
         for pid, docs in sorted(by_patient.items()):
-            last = max(_visit(doc) for doc in docs)
+            last = max(_visit(doc) for _, doc in docs)
             if add_years(last, settings.retention_occupational_years) <= now:
+                removed: dict[str, int] = {}
                 async with self._operation("purge", "DocumentReference"):
                     self._note_patient(pid)
-                    for doc in docs:
-                        await self._destroy_document(doc["_id"])
+                    for rtype, doc in docs:
+                        if rtype == "DocumentReference":
+                            await self._destroy_document(doc["_id"])
+                        else:
+                            await self.repo.store.purge(rtype, doc["_id"])
+                        removed[rtype] = removed.get(rtype, 0) + 1
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(removed.items()))
                 done.append(
                     f"destroyed the occupational-health section of Patient/{pid} "
-                    f"(last visit {last.date().isoformat()}): DocumentReference {len(docs)}"
+                    f"(last visit {last.date().isoformat()}): {counts}"
                 )
         return done
 
@@ -426,10 +491,16 @@ def _instant(value: Any) -> datetime | None:
     return found[0] if found else None
 
 
+#: The date of the act a structured resource records (Observation, Immunization, …).
+_VISIT_ELEMENTS = ("effectiveDateTime", "occurrenceDateTime", "whenHandedOver", "recordedDate", "issued")
+
+
 def _visit(doc: dict[str, Any]) -> datetime:
     """When a document's visit took place: context.period.start, else date, else storage time."""
     resource = doc.get("resource") or {}
     period = (resource.get("context") or {}).get("period") or {}
     found = _instant(period.get("start")) or _instant(resource.get("date"))
+    for element in _VISIT_ELEMENTS:  # structured data: when the act took place
+        found = found or _instant(resource.get(element))
     moment: datetime = found or doc["_lu"]
     return moment.astimezone(UTC)

@@ -9,11 +9,12 @@ from starlette.requests import Request
 from ..audit import Auditor, AuditRecord
 from ..audit.events import OUTCOME_MINOR_FAILURE
 from ..auth.caller import Caller, system_caller
-from ..errors import Unauthorized
+from ..errors import Forbidden, Unauthorized
 from ..storage.store import ResourceStore
 from .base import AccessPolicy, Unrestricted
 from .dmp import DmpPolicy
 from .matrix import AccessMatrix
+from .senders import acting_professional
 
 
 class Authenticator(Protocol):
@@ -51,6 +52,21 @@ class TokenAccess:
                 )
             )
             raise
+        if caller.kind == "system" and caller.on_behalf_of is not None:
+            # An establishment system acting for one of its professionals: their rules apply.
+            try:
+                caller = await acting_professional(self.store, caller)
+            except Forbidden as exc:
+                await self.audit.record(
+                    AuditRecord(
+                        "login",
+                        request.url.path.rsplit("/", 2)[-2] if "/" in request.url.path else "",
+                        caller=caller,
+                        outcome=OUTCOME_MINOR_FAILURE,
+                        outcome_desc=f"403: {exc.diagnostics}",
+                    )
+                )
+                raise
         request.state.caller = caller
         return DmpPolicy(caller, self.store, self.matrix)
 

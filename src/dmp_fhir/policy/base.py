@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Protocol
 
 from ..auth.caller import Caller
+from .fields import Resolver
 
 Interaction = Literal["c", "r", "u", "d", "s"]
 WriteAction = Literal["create", "update", "delete"]
@@ -29,8 +30,8 @@ class AccessPolicy(Protocol):
         """``doc`` exists but the filter hid it: raise 403 for a patient-level refusal
         (return normally, and the caller answers 404, for a document-level one)."""
 
-    async def check_focus(self, focus_patients: set[str]) -> None:
-        """A search names exactly these patients: 403 when the caller may not see one."""
+    async def check_focus(self, focus_patients: set[str], rtype: str = "DocumentReference") -> None:
+        """A search of ``rtype`` names exactly these patients: 403 when the caller may not see one."""
 
     async def check_write(
         self,
@@ -49,6 +50,16 @@ class AccessPolicy(Protocol):
 
     async def check_operation(self, operation: str, rtype: str, pid: str | None) -> None:
         """May the caller run the lifecycle operation ``$operation`` for patient ``pid``?"""
+
+    async def authorship(
+        self, rtype: str, resource: Mapping[str, Any], authors: list[str], resolve: Resolver
+    ) -> list[str]:
+        """Of a version's author keys, those that keep author-based access: the authors
+        entitled to write it (the writer, a professional of the writing establishment)."""
+
+    async def declare_sender(self, resources: Iterable[Mapping[str, Any]]) -> Caller:
+        """An establishment system writing these resources: decide for the professional they
+        declare from now on (policy/senders.py); returns the caller decided for."""
 
 
 class Unrestricted:
@@ -72,7 +83,7 @@ class Unrestricted:
     async def explain_hidden(self, rtype: str, doc: Mapping[str, Any]) -> None:
         return None
 
-    async def check_focus(self, focus_patients: set[str]) -> None:
+    async def check_focus(self, focus_patients: set[str], rtype: str = "DocumentReference") -> None:
         return None
 
     async def check_write(
@@ -91,3 +102,11 @@ class Unrestricted:
 
     async def check_operation(self, operation: str, rtype: str, pid: str | None) -> None:
         return None
+
+    async def declare_sender(self, resources: Iterable[Mapping[str, Any]]) -> Caller:
+        return self.caller
+
+    async def authorship(
+        self, rtype: str, resource: Mapping[str, Any], authors: list[str], resolve: Resolver
+    ) -> list[str]:
+        return authors

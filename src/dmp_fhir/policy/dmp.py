@@ -9,17 +9,19 @@ See the README's access table; the rules' data lives in ``profiles/access-matrix
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..auth.caller import Caller
 from ..errors import Forbidden, NotFound
 from ..lifecycle.identity import patient_ins_keys
+from ..registry import CLINICAL_TYPES
 from ..search.engine import eq_or_in
 from ..storage.store import ResourceStore
+from .authorship import ESTABLISHMENT_PREFIXES, entitled_authors, holder_authors
 from .base import Interaction, WriteAction
-from .fields import labels_of
+from .fields import Resolver, labels_of
 from .match import evaluate
 from .matrix import AccessMatrix
 from .relations import (
@@ -28,12 +30,17 @@ from .relations import (
     caller_keys,
     person_keys,
     professional_relation,
+    roles_keys,
 )
+from .senders import declared_professional
 
 DIRECTORY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
-PATIENT_DATA_TYPES = frozenset(
-    {"Patient", "DocumentReference", "List", "Consent", "AuditEvent", "Binary", "RelatedPerson"}
+PATIENT_DATA_TYPES = (
+    frozenset({"Patient", "DocumentReference", "List", "Consent", "AuditEvent", "Binary", "RelatedPerson"})
+    | CLINICAL_TYPES
 )
+#: Read and written like documents: their ``_p_keys`` place them in a section of the matrix.
+DOCUMENT_LIKE = frozenset({"DocumentReference"}) | CLINICAL_TYPES
 #: The record's holders: the patient and their legal representatives.
 HOLDER_RELATIONS = frozenset({Relation.SELF, Relation.REPRESENTATIVE})
 MASKED = "MASQUE_PS"
@@ -42,12 +49,6 @@ INVISIBLE_REPRESENTATIVES = "INVISIBLE_REPRESENTANTS_LEGAUX"
 SECRET_CONNECTION = "CONNEXION_SECRETE"  # on audit events of a minor's secret connection
 RECORDS = "dmp_record"  # one document per patient whose DMP is not simply open
 _NOTHING: dict[str, Any] = {"_id": {"$in": []}}
-_SCOPE_CONTEXT = {
-    "patient": "patient",
-    "related-person": "patient",
-    "practitioner": "user",
-    "system": "system",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +81,49 @@ class DmpPolicy:
     # -- scopes (SMART) -----------------------------------------------------------------
 
     def require(self, rtype: str, interaction: Interaction) -> None:
-        context = _SCOPE_CONTEXT.get(self.caller.kind)
+        context = self.caller.scope_context
         if context is None or not self.caller.scopes.allows(context, rtype, interaction):
             raise Forbidden(
                 f"The token's scopes do not allow '{interaction}' on {rtype}.",
                 code="forbidden",
                 headers={"WWW-Authenticate": 'Bearer realm="dmp-fhir", error="insufficient_scope"'},
             )
+
+    # -- establishment systems (policy/senders.py) --------------------------------------
+
+    async def declare_sender(self, resources: Iterable[Mapping[str, Any]]) -> Caller:
+        """An establishment system writing patient data: from here on, every rule is decided
+        for the professional its documents declare (403 when it names none of its own)."""
+        if self.caller.kind == "system":
+            professional = await declared_professional(self.store, self.caller, resources)
+            if professional is not None:
+                DmpPolicy.__init__(self, professional, self.store, self.matrix)
+        return self.caller
+
+    async def authorship(
+        self, rtype: str, resource: Mapping[str, Any], authors: list[str], resolve: Resolver
+    ) -> list[str]:
+        """The ``_p_authors`` to store: only authors entitled to write it (policy/authorship.py)."""
+        kind = self.caller.kind
+        if kind == "internal":
+            return authors
+        unsourced = rtype == "List" and not resource.get("source")  # a folder: its writer's
+        if kind in ("patient", "related-person"):
+            if unsourced and self.caller.patient:
+                return [self.caller.subject]
+            return holder_authors(authors)
+        if kind != "practitioner":
+            return []
+        await self._load_roles()
+        if unsourced:
+            return sorted(self.person)
+        # The writing establishment: the token's; without one, those of the writer's roles.
+        establishments = {k for k in caller_keys(self.caller) if k.startswith(ESTABLISHMENT_PREFIXES)} or {
+            k for k in self.keys if k.startswith(ESTABLISHMENT_PREFIXES)
+        }
+        return await entitled_authors(
+            rtype, resource, resolve, writer=self.person, establishments=establishments
+        )
 
     # -- relations to patients ----------------------------------------------------------
 
@@ -97,10 +134,10 @@ class DmpPolicy:
         roles = await self.store.find(
             "PractitionerRole",
             {"_s_practitioner": self.caller.subject, "_deleted": False},
-            projection={"_id": 1},
+            projection={"_id": 1, "_s_organization": 1},
         )
-        role_keys = {f"PractitionerRole/{d['_id']}" for d in roles}
-        self.keys = self.keys | role_keys
+        role_keys, establishments = roles_keys(roles)
+        self.keys = self.keys | role_keys | establishments  # the care team of an establishment
         self.person = self.person | role_keys
         self._roles_loaded = True
 
@@ -215,7 +252,7 @@ class DmpPolicy:
         kind = self.caller.kind
         if kind == "internal":
             return {}
-        context = _SCOPE_CONTEXT.get(kind)
+        context = self.caller.scope_context
         scopes = self.caller.scopes
         if context is None or not (scopes.allows(context, rtype, "r") or scopes.allows(context, rtype, "s")):
             return None  # includes, chains and _has obey the token's scopes too
@@ -238,7 +275,7 @@ class DmpPolicy:
         hidden = [INVISIBLE_PATIENT]
         if self.caller.kind == "related-person":
             hidden += [INVISIBLE_REPRESENTATIVES, SECRET_CONNECTION]
-        if rtype in ("DocumentReference", "List", "AuditEvent"):
+        if rtype in DOCUMENT_LIKE or rtype in ("List", "AuditEvent"):
             # What refers to a hidden document (a submission set, an event) is hidden like it.
             return {"_p_patient": pid, "_p_labels": {"$nin": hidden}}
         if rtype in ("Consent", "RelatedPerson"):
@@ -249,11 +286,11 @@ class DmpPolicy:
         granted = self._granted(Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY)
         if rtype in ("Patient", "RelatedPerson"):
             return {"_p_patient": eq_or_in(granted)} if granted else None
-        if rtype not in ("DocumentReference", "List"):
+        if rtype not in DOCUMENT_LIKE and rtype != "List":
             return None  # Consents and the audit trail are the patient's own
         groups: list[dict[str, Any]] = []
         gp = self._granted(Relation.GP)
-        if gp and rtype == "DocumentReference":
+        if gp and rtype in DOCUMENT_LIKE:
             groups.append({"_p_patient": eq_or_in(gp), "_p_keys": {"$in": sorted(self.matrix.gp_read)}})
         elif gp:
             # A submission set reveals every document it lists: the GP sees it unless it lists
@@ -261,7 +298,7 @@ class DmpPolicy:
             outside = sorted(set(self.matrix.sections) - self.matrix.gp_read)
             groups.append({"_p_patient": eq_or_in(gp), "_p_keys": {"$nin": outside}})
         matrix_patients = self._granted(Relation.AUTHORISED, Relation.EMERGENCY)
-        if matrix_patients and self.rule is not None and self.rule.read and rtype == "DocumentReference":
+        if matrix_patients and self.rule is not None and self.rule.read and rtype in DOCUMENT_LIKE:
             groups.append(
                 {
                     "_p_patient": eq_or_in(matrix_patients),
@@ -318,22 +355,24 @@ class DmpPolicy:
         if rtype in ("Consent", "AuditEvent") and self.caller.kind == "practitioner":
             raise Forbidden(f"Only the patient reads their {rtype} resources.")
 
-    async def check_focus(self, focus_patients: set[str]) -> None:
+    async def check_focus(self, focus_patients: set[str], rtype: str = "DocumentReference") -> None:
         await self.prepare(focus_patients)
         if self.caller.kind == "internal" or len(focus_patients) != 1:
             return
         pid = next(iter(focus_patients))
         relation = self.relations.get(pid, Relation.NOT_AUTHORISED)
         if self.caller.kind in ("patient", "related-person", "practitioner") and not relation.grants_access:
-            if relation in AUTHOR_KEEPS_ACCESS and await self._authored_for(pid):
+            if relation in AUTHOR_KEEPS_ACCESS and await self._authored_for(pid, rtype):
                 return  # not authorised, but may still find the documents they authored
             raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
 
-    async def _authored_for(self, pid: str) -> bool:
+    async def _authored_for(self, pid: str, rtype: str = "DocumentReference") -> bool:
+        """Whether the caller authored a resource of the searched type (a document for other
+        searches) of this patient: they may still find it."""
         if not self.person:
             return False
         docs = await self.store.find(
-            "DocumentReference",
+            rtype if rtype in DOCUMENT_LIKE else "DocumentReference",
             {"_p_patient": pid, "_deleted": False, "_p_authors": {"$in": sorted(self.person)}},
             limit=1,
             projection={"_id": 1},
@@ -364,6 +403,15 @@ class DmpPolicy:
                 return
             raise Forbidden("A DMP is opened by a professional or by the patient themself.")
         assert pid is not None
+        if operation == "dmp-access-attested":
+            # A grant the patient gave in person, recorded by the professional it names.
+            if kind != "practitioner":
+                raise Forbidden("Only a professional attests a grant the patient gave in person.")
+            await self.prepare({pid})
+            relation = self.relations.get(pid, Relation.NOT_AUTHORISED)
+            if relation in (Relation.BLOCKED, Relation.CLOSED, Relation.EXCLUDED):
+                raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
+            return
         if operation == "dmp-reopen":
             if kind != "practitioner":
                 raise Forbidden("A closed DMP is reopened by a professional, at the patient's request.")
@@ -465,7 +513,7 @@ class DmpPolicy:
             if old is not None and own not in (old.get("_p_authors") or ()):
                 raise Forbidden("Patients change only the submission sets they made.")
             return
-        if rtype != "DocumentReference":
+        if rtype not in DOCUMENT_LIKE:
             raise Forbidden(f"Patients do not write {rtype} resources.")
         if new is not None and INVISIBLE_PATIENT in set(_labels(new)) - set(_labels(old or {})):
             raise Forbidden("Only a document's author hides it from the patient.")
@@ -495,16 +543,16 @@ class DmpPolicy:
     ) -> None:
         if relation not in (Relation.GP, Relation.AUTHORISED, Relation.EMERGENCY):
             raise Forbidden(f"Access to this patient's record is refused: {relation.value}.")
-        if rtype not in ("DocumentReference", "List"):
+        if rtype not in DOCUMENT_LIKE and rtype != "List":
             raise Forbidden(f"Only the patient writes {rtype} resources.")
         if old is not None and not set(old.get("_p_authors") or ()) & self.person:
             raise Forbidden(f"Only the author of this {rtype} changes or deletes it.")
         if rtype == "List" or new is None:
             return
         if not set(new.get("_p_authors") or ()) & self.person:
-            raise Forbidden("A professional writes documents they author (DocumentReference.author).")
+            raise Forbidden(f"A professional writes the {rtype} resources they author.")
         if not self._may_write(_keys(new)):
-            raise Forbidden("The access matrix does not let this profession write this type of document.")
+            raise Forbidden(f"The access matrix does not let this profession write this {rtype}.")
         before, after = set(_labels(old or {})), set(_labels(new))
         if MASKED in before ^ after:
             raise Forbidden("Only the patient masks or unmasks a document.")

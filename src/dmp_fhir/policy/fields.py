@@ -14,6 +14,9 @@ from typing import Any
 from .matrix import AccessMatrix
 
 RPPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
+#: The systems an RPPS-based identifier is written with: the IdNatPs OID, and the RPPS
+#: register's URL (PDSm's contained authors use either).
+RPPS_SYSTEMS = (RPPS_SYSTEM, "https://rpps.esante.gouv.fr")
 FINESS_SYSTEMS = ("urn:oid:1.2.250.1.71.4.2.2", "https://finess.esante.gouv.fr")
 
 #: Keys that name a person (authorship); organisation keys only matter for consents.
@@ -54,7 +57,7 @@ def identifier_keys(identifier: Any) -> list[str]:
     system, value = identifier.get("system"), identifier.get("value")
     if not isinstance(value, str):
         return []
-    if system == RPPS_SYSTEM:
+    if system in RPPS_SYSTEMS:
         return rpps_keys(value)
     if system in FINESS_SYSTEMS:
         return [f"finess:{value}", f"finess:{value[1:]}"] if len(value) == 10 else [f"finess:{value}"]
@@ -96,7 +99,8 @@ async def actor_keys(reference: Any, resource: dict[str, Any], resolve: Resolver
         for key in ("practitioner", "organization"):
             inner = target.get(key)
             if isinstance(inner, dict):
-                keys += await actor_keys(inner, target, resolve)
+                # ``#x`` inside a contained resource names a sibling: the container holds it.
+                keys += await actor_keys(inner, resource, resolve)
     return sorted(set(keys))
 
 
@@ -128,7 +132,40 @@ async def policy_fields(
         return await binary_fields(resource, resolve)
     if rtype == "RelatedPerson":
         return {"_p_patient": patient_of(resource.get("patient"))}
+    if rtype in matrix.structured:
+        return await structured_fields(rtype, resource, matrix, resolve)
     return {}
+
+
+async def structured_fields(
+    rtype: str, resource: dict[str, Any], matrix: AccessMatrix, resolve: Resolver
+) -> dict[str, Any]:
+    """Structured patient data (an Observation, a dispensation…) carries the same fields as a
+    document: the access matrix places it in a section (``structuredData``), its labels are
+    ``meta.security``, its authors the elements the matrix names."""
+    spec = matrix.structured[rtype]
+    authors: list[str] = []
+    for path in spec.authors:
+        for reference in _walk(resource, path.split(".")):
+            authors += await actor_keys(reference, resource, resolve)
+    return {
+        "_p_patient": patient_of(resource.get(spec.patient)),
+        "_p_keys": matrix.structured_keys(rtype, resource),
+        "_p_labels": labels_of(resource),
+        "_p_authors": sorted({k for k in authors if k.startswith(PERSON_KEY_PREFIXES)}),
+    }
+
+
+def _walk(value: Any, steps: list[str]) -> list[Any]:
+    """The values at a dotted element path, arrays flattened at every step."""
+    values = value if isinstance(value, list) else [value]
+    if not steps:
+        return [v for v in values if v is not None]
+    out: list[Any] = []
+    for item in values:
+        if isinstance(item, dict):
+            out += _walk(item.get(steps[0]), steps[1:])
+    return out
 
 
 #: Labels that hide a document from someone: what refers to it inherits them.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,47 @@ DEFAULT_MATRIX = Path(__file__).resolve().parents[3] / "profiles" / "access-matr
 class Rule:
     read: frozenset[str]
     write: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a structured resource sits: a section, and the document type whose rules it follows."""
+
+    section: str
+    document_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredType:
+    """How the policy reads one structured patient-data type (``structuredData`` in the JSON)."""
+
+    patient: str  # the element naming the patient (``subject``, ``patient``)
+    authors: tuple[str, ...]  # dotted element paths naming its authors (``performer.actor``)
+    default: Placement | None  # where it sits whatever its category
+    category_element: str | None = None
+    category_system: str | None = None
+    by_category: Mapping[str, Placement] = field(default_factory=dict)
+
+    def placement(self, resource: Mapping[str, Any]) -> Placement | None:
+        """The default, else the first category coding the matrix maps (None: unclassified)."""
+        if self.default is not None:
+            return self.default
+        for coding in _codings(resource.get(self.category_element or "")):
+            if coding.get("system") == self.category_system and coding.get("code") in self.by_category:
+                return self.by_category[str(coding["code"])]
+        return None
+
+
+def _codings(value: Any) -> list[Mapping[str, Any]]:
+    """The codings of a CodeableConcept or a list of them."""
+    concepts = value if isinstance(value, list) else [value]
+    return [
+        c
+        for concept in concepts
+        if isinstance(concept, dict)
+        for c in concept.get("coding") or []
+        if isinstance(c, dict)
+    ]
 
 
 @dataclass(frozen=True)
@@ -45,6 +86,9 @@ class AccessMatrix:
     excluded_sectors: frozenset[str]
     emergency_settings: frozenset[str]
     break_glass_professions: frozenset[str]
+    #: (profession, specialty) of the occupational physician: never beyond their section.
+    occupational: tuple[str, str | None] = ("10", "SM25")
+    structured: Mapping[str, StructuredType] = field(default_factory=dict)
 
     # -- documents ----------------------------------------------------------------------
 
@@ -64,12 +108,32 @@ class AccessMatrix:
             return [section]
         return [section, *codes]
 
+    def structured_keys(self, rtype: str, resource: Mapping[str, Any]) -> list[str]:
+        """The access keys of a structured resource, as of a document of its placement's type:
+        a section coding in ``meta.tag`` or ``category`` overrides the section (occupational
+        health, the patient's personal space)."""
+        spec = self.structured[rtype]
+        overrides = [
+            str(c.get("code"))
+            for c in [*_codings(resource.get("category")), *_codings({"coding": _meta_tags(resource)})]
+            if c.get("system") == self.section_override_system
+        ]
+        placement = spec.placement(resource)
+        types = [placement.document_type] if placement else []
+        return self.document_keys(types, overrides or ([placement.section] if placement else []))
+
     # -- callers ------------------------------------------------------------------------
 
     def rule_for(self, profession: str | None, specialty: str | None) -> Rule | None:
         if profession is None:
             return None
         return self.rules.get((profession, specialty)) or self.rules.get((profession, None))
+
+    def is_occupational(self, profession: str | None, specialty: str | None) -> bool:
+        """The occupational physician reads only the occupational-health section, even when
+        a patient names them as médecin traitant (law of 2 August 2021)."""
+        wanted_profession, wanted_specialty = self.occupational
+        return profession == wanted_profession and specialty == wanted_specialty
 
     def is_excluded(self, category: str | None, sector: str | None) -> bool:
         return (category is not None and category in self.excluded_categories) or (
@@ -82,6 +146,31 @@ class AccessMatrix:
             and care_setting is not None
             and care_setting in self.emergency_settings
         )
+
+
+def _meta_tags(resource: Mapping[str, Any]) -> list[Any]:
+    meta = resource.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    return tags if isinstance(tags, list) else []
+
+
+def _placement(data: Mapping[str, Any]) -> Placement:
+    return Placement(str(data["section"]), str(data["documentType"]))
+
+
+def parse_structured(data: Mapping[str, Any]) -> dict[str, StructuredType]:
+    out: dict[str, StructuredType] = {}
+    for rtype, spec in (data.get("structuredData") or {}).get("types", {}).items():
+        category = spec.get("category") or {}
+        out[rtype] = StructuredType(
+            patient=str(spec["patient"]),
+            authors=tuple(spec.get("authors", ())),
+            default=_placement(spec) if "section" in spec else None,
+            category_element=category.get("element"),
+            category_system=category.get("system"),
+            by_category={code: _placement(p) for code, p in (category.get("map") or {}).items()},
+        )
+    return out
 
 
 def expand(items: Iterable[str], wildcard: frozenset[str]) -> frozenset[str]:
@@ -129,6 +218,11 @@ def parse_matrix(data: Mapping[str, Any]) -> AccessMatrix:
         excluded_sectors=frozenset(sectors),
         emergency_settings=_codes(data["emergencySettings"]),
         break_glass_professions=frozenset(data["breakGlass"]["eligible"]["profession"]),
+        occupational=(
+            str(data["occupationalPhysician"]["profession"]),
+            data["occupationalPhysician"].get("specialty"),
+        ),
+        structured=parse_structured(data),
     )
 
 

@@ -3,7 +3,8 @@
 excluded actor ─► EXCLUDED                 (403, always)
 record closed  ─► CLOSED                   (403 for professionals; the patient still reads)
 denied by P    ─► BLOCKED                  (403, even in an emergency)
-P's GP         ─► GP                       (sees every section, masked documents too)
+P's GP         ─► GP                       (sees every section, masked documents too;
+                                            the occupational physician: AUTHORISED, matrix only)
 permitted by P ─► AUTHORISED               (matrix applies, masked documents hidden)
 emergency      ─► EMERGENCY                (bris de glace: eligible, ETREAT/BTG, not opposed)
 otherwise      ─► NOT_AUTHORISED           (403)
@@ -65,6 +66,21 @@ def caller_keys(caller: Caller) -> frozenset[str]:
         if caller.finess:
             keys.add(f"finess:{caller.finess}")
     return frozenset(keys)
+
+
+def roles_keys(roles: Iterable[dict[str, Any]]) -> tuple[frozenset[str], frozenset[str]]:
+    """The caller's PractitionerRoles (stored documents with ``_s_organization``) → the keys
+    naming them as a person (``PractitionerRole/x``) and the establishments they work for
+    (``Organization/y``): an establishment's authorisation covers its professionals, "réputé
+    autorisé" as its care team, and its block refuses them."""
+    persons = frozenset(f"PractitionerRole/{d['_id']}" for d in roles)
+    establishments = frozenset(
+        value
+        for d in roles
+        for value in d.get("_s_organization") or ()
+        if isinstance(value, str) and value.startswith("Organization/")
+    )
+    return persons, establishments
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +171,10 @@ def professional_relation(
     if findings.blocked:
         return Relation.BLOCKED
     if patient is not None and person & set(patient.get("_p_gp") or ()):
+        # Named médecin traitant: deemed authorised — but an occupational physician never
+        # gets the GP's view, only their matrix rule (the occupational-health section).
+        if matrix.is_occupational(caller.profession, caller.specialty):
+            return Relation.AUTHORISED
         return Relation.GP
     if findings.permitted:
         return Relation.AUTHORISED

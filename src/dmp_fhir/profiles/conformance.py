@@ -34,8 +34,19 @@ DEFAULT_PROFILES = {
     "List": "dmp-submissionset",
     "Consent": "dmp-consent-access",
     "AuditEvent": "dmp-auditevent",
+    "Observation": "dmp-observation",
+    "DiagnosticReport": "dmp-diagnosticreport",
+    "MedicationDispense": "dmp-medicationdispense",
+    "MedicationStatement": "dmp-medicationstatement",
+    "Immunization": "dmp-immunization",
+    "AllergyIntolerance": "dmp-allergyintolerance",
+    "Condition": "dmp-condition",
 }
 CREATION_CONSENT = "dmp-consent-creation"
+FOLDER = "dmp-folder"
+MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
+#: The Lists the DMP keeps: IHE MHD submission sets and folders (List.code, MHDlistTypes).
+LIST_CODES = ("submissionset", "folder")
 
 Enforcement = Literal["all", "declared"]
 
@@ -68,6 +79,8 @@ class Conformance:
             return []
         if sd_id == "dmp-consent-access" and _is_creation_consent(resource):
             sd_id = CREATION_CONSENT
+        if sd_id == "dmp-submissionset" and _list_kind(resource) == "folder":
+            sd_id = FOLDER
         return [self.profiles[self.profile_url(sd_id)]]
 
     def validate(self, resource: dict[str, Any], profiles: Iterable[Profile]) -> list[Issue]:
@@ -88,12 +101,32 @@ class Conformance:
 
     def enforce(self, resource: dict[str, Any], mode: Enforcement) -> None:
         """Raise 422 with every violation of the profiles that apply to ``resource``."""
-        issues = self.validate(resource, self.profiles_for(resource, mode))
+        profiles = self.profiles_for(resource, mode)
+        if resource.get("resourceType") == "List" and _list_kind(resource) is None and mode == "all":
+            raise Unprocessable(
+                "A List in the DMP is an IHE MHD submission set or folder: List.code must be "
+                f"{MHD_LIST_TYPES}#submissionset or #folder.",
+                code="code-invalid",
+                expression=("List.code",),
+            )
+        issues = self.validate(resource, profiles)
         if issues:
             raise Unprocessable(
                 f"{resource.get('resourceType')} breaks its DMP profile: {issues[0].diagnostics}",
                 issues=issues[:100],
             )
+
+
+def _list_kind(resource: dict[str, Any]) -> str | None:
+    code = resource.get("code")
+    for coding in (code.get("coding") or []) if isinstance(code, dict) else []:
+        if (
+            isinstance(coding, dict)
+            and coding.get("system") == MHD_LIST_TYPES
+            and coding.get("code") in LIST_CODES
+        ):
+            return str(coding["code"])
+    return None
 
 
 def _is_creation_consent(resource: dict[str, Any]) -> bool:

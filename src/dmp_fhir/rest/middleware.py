@@ -36,6 +36,14 @@ DOCS_CSP = (
     "https://fastapi.tiangolo.com; connect-src 'self'; frame-ancestors 'none'"
 )
 
+#: The patient portal's pages: scripts, styles and images from its own static files only (no
+#: inline script or style anywhere), forms posted to itself only.
+PORTAL_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+PORTAL_PREFIX = "/portal/"
+
 
 class HardeningMiddleware:
     """Pure ASGI (no response buffering), installed outside every route and error handler."""
@@ -106,8 +114,14 @@ class HardeningMiddleware:
         headers["X-Request-ID"] = request_id
         headers["X-Content-Type-Options"] = "nosniff"
         headers["X-Frame-Options"] = "DENY"
-        headers["Referrer-Policy"] = "no-referrer"
-        headers["Content-Security-Policy"] = DOCS_CSP if path == self.docs_path else API_CSP
+        # The portal's pages say same-origin: with no-referrer, browsers post forms with
+        # ``Origin: null``, and the portal checks the Origin of every form it receives.
+        headers["Referrer-Policy"] = "same-origin" if path.startswith(PORTAL_PREFIX) else "no-referrer"
+        if path.startswith(PORTAL_PREFIX):
+            if "content-security-policy" not in headers:  # a portal route may narrow it further
+                headers["Content-Security-Policy"] = PORTAL_CSP
+        else:
+            headers["Content-Security-Policy"] = DOCS_CSP if path == self.docs_path else API_CSP
         if "cache-control" not in headers:
             headers["Cache-Control"] = "no-store"
         if self.settings.hsts_max_age_seconds > 0:

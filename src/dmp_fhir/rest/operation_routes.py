@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import Issue, operation_outcome
-from ..registry import OPERATIONS, Operation
+from ..registry import CLINICAL_TYPES, OPERATIONS, Operation
 from ..storage.store import format_instant
 from .body import read_resource_body
 from .context import repository_of, settings_of, write_response
@@ -82,6 +82,17 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("Patient", "dmp-destroy"): _destroy_patient,
     ("DocumentReference", "dmp-destroy"): _destroy_document,
 }
+
+
+def _destroy_structured(rtype: str) -> Handler:
+    async def destroy(request: Request, rid: str) -> Response:
+        counts = await (await repository_of(request)).lifecycle.destroy_document(rid, rtype)
+        return _info(request, f"{rtype}/{rid} is destroyed; removed: {_counts(counts)}.")
+
+    return destroy
+
+
+_HANDLERS.update({(rtype, "dmp-destroy"): _destroy_structured(rtype) for rtype in sorted(CLINICAL_TYPES)})
 
 
 def handler_for(operation: Operation) -> Handler:

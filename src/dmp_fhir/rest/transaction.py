@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import BadRequest, FhirError, NotFound, Unprocessable, located
+from ..feeds import check_structured_feed, is_structured_feed
 from ..mhd import (
     Entry,
     check_provide_bundle,
@@ -67,6 +68,8 @@ async def run_transaction(
                     entry.resource = await _rewrite(repo, entry.resource, ids, base)
                 except FhirError as exc:
                     raise located(exc, entry.index) from None
+        # An establishment system writes for the professional its documents declare.
+        await repo.declare_sender(e.resource for e in entries if e.method in ("POST", "PUT"))
         writes, origin = await _plan_writes(repo, entries)
         if writes:
             try:
@@ -112,6 +115,17 @@ def _parse_entry(index: int, raw: Any, base: str) -> PlannedEntry:
     except ValueError:
         raise bad(f"'{url}' is not a URL.", "request.url") from None
     segments = [s for s in parts.path.split("/") if s]
+    resource_in = raw.get("resource")
+    if segments[:1] == ["Bundle"] and isinstance(resource_in, dict) and resource_in.get("type") == "document":
+        raise Unprocessable(
+            f"Bundle.entry[{index}]: a FHIR document (Bundle of type document) is not stored as a "
+            "resource. The DMP keeps a document's bytes as they were signed and hashed: send them "
+            "as a Binary (contentType application/fhir+json or application/fhir+xml; or CDA R2, "
+            "PDF, text) that the DocumentReference's attachment points to, with the size and "
+            "SHA-1 of those bytes. ITI-68 returns them unchanged.",
+            code="not-supported",
+            expression=(f"Bundle.entry[{index}].resource",),
+        )
     if not segments or segments[0] not in RESOURCE_TYPES:
         raise bad(f"'{url}' names no supported resource type.", "request.url")
     entry = PlannedEntry(index, method, segments[0], url, raw)
@@ -249,13 +263,16 @@ async def _plan_writes(
         except FhirError as exc:
             raise located(exc, entry.index) from None
         views.append(Entry(entry.index, entry.rtype, entry.rid, resource))
-    # Every resource is checked (R4 and the DMP profiles) before the MHD rules reason on it.
+    # Every resource is checked (R4) before the MHD rules reason on it; the DMP profiles run
+    # in the write guards, after the policy (403 before 422).
     views = _validated(repo, views)
     if any(is_submission_set(v.resource) for v in views):
         known = len(views)
         views = externalize_inline_content(views)  # appends the Binaries it makes
         views = views[:known] + _validated(repo, views[known:])
         await check_provide_bundle(views, repo.lookup, repo.documents_with_identifier)
+    if is_structured_feed(views, repo.matrix):
+        await check_structured_feed(views, repo.lookup, repo.matrix)
     by_index = {e.index: e for e in entries}
     superseded: set[str] = set()
     for view in views:
@@ -285,7 +302,7 @@ def _validated(repo: Repository, views: list[Entry]) -> list[Entry]:
     for view in views:
         if view.resource is not None:
             try:
-                view = Entry(view.index, view.rtype, view.rid, repo.validated(view.resource, view.rtype))
+                view = Entry(view.index, view.rtype, view.rid, repo.checked(view.resource, view.rtype))
             except FhirError as exc:
                 raise located(exc, view.index) from None
         out.append(view)

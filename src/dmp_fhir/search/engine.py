@@ -323,7 +323,7 @@ class SearchEngine:
                 keys.append((f"{base}_lo" if direction > 0 else f"{base}_hi", direction))
             elif param.type == "string":
                 keys.append((f"{base}_norm", direction))
-            elif param.type in ("token", "reference", "uri", "number"):
+            elif param.type in ("token", "reference", "uri", "number", "quantity"):
                 keys.append((base, direction))
             else:
                 raise BadRequest(f"Cannot sort on '{name}'.", code="not-supported")

@@ -235,7 +235,7 @@ def _plans(resource_type: str) -> tuple[_Plan, ...]:
         _Plan(param, param.field, tuple(compile_path(p) for p in param.paths))
         for param in params_for(resource_type).values()
         if param.field.startswith("_s_")
-        and param.type in ("token", "string", "date", "reference", "number", "uri")
+        and param.type in ("token", "string", "date", "reference", "number", "uri", "quantity")
     )
 
 
@@ -258,6 +258,8 @@ def extract_search_fields(
             numbers = [v for p in plan.paths for v in walk(resource, p, base_url)
                        if isinstance(v, int | float) and not isinstance(v, bool)]  # fmt: skip
             _put(out, plan.field, dict.fromkeys(numbers))
+        elif kind == "quantity":
+            _extract_quantity(out, plan, resource, base_url)
         else:  # uri
             uris = [v for p in plan.paths for v in walk(resource, p, base_url)
                     if isinstance(v, str)]  # fmt: skip
@@ -331,6 +333,31 @@ def _extract_reference(out: Resource, plan: _Plan, resource: Resource, base: str
                     identifiers.code(ident.get("system"), ident["value"])
     _put(out, plan.field, keys)
     _put(out, plan.field + "_identifier", identifiers.codes)
+
+
+def _extract_quantity(out: Resource, plan: _Plan, resource: Resource, base: str | None) -> None:
+    """A Quantity: its number in ``_s_x``, its unit in ``_s_x_unit`` (``system|code``, ``code``
+    and the human ``unit``), matched beside the number (one value per resource in practice:
+    ``Observation.valueQuantity``)."""
+    numbers: dict[Any, None] = {}
+    units: dict[str, None] = {}
+    for path in plan.paths:
+        for value in walk(resource, path, base):
+            if not isinstance(value, dict):
+                continue
+            number = value.get("value")
+            if not isinstance(number, int | float) or isinstance(number, bool):
+                continue
+            numbers[number] = None
+            system, code, unit = value.get("system"), value.get("code"), value.get("unit")
+            if isinstance(code, str) and code:
+                units[code] = None
+                if isinstance(system, str) and system:
+                    units[f"{system}|{code}"] = None
+            if isinstance(unit, str) and unit:
+                units[unit] = None
+    _put(out, plan.field, numbers)
+    _put(out, plan.field + "_unit", units)
 
 
 def _put(out: dict[str, Any], name: str, values: dict[Any, None]) -> None:

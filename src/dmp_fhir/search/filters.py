@@ -34,6 +34,7 @@ _MODIFIERS: dict[str, tuple[str, ...]] = {
     "date": (),
     "reference": ("identifier",),  # plus a resource type (``subject:Patient``)
     "number": (),
+    "quantity": (),
     "uri": ("below",),
 }
 
@@ -107,6 +108,8 @@ def build_param_filter(
         return _reference(param, modifier, value, base_url)
     if kind == "number":
         return _number(param, value)
+    if kind == "quantity":
+        return _quantity(param, value)
     text = unescape(value)
     if modifier == "below":
         return {param.field: Regex("^" + regex_escape(text))}
@@ -327,6 +330,23 @@ def _number(param: SearchParam, value: str) -> Filter:
     if prefix not in ops:
         raise SearchValueError(f"Prefix '{prefix}' is not supported on number '{param.name}'.")
     return {f: {ops[prefix]: exact}}
+
+
+def _quantity(param: SearchParam, value: str) -> Filter:
+    """``[prefix]number[|system|code]``: the number as a number parameter, the unit (when
+    given) by equality on ``_s_x_unit`` — ``system|code``, or ``||code`` matching a code or
+    a unit text. No UCUM conversion: ``mmol/L`` does not find ``mol/m3``."""
+    parts = split_pipes(value)
+    if len(parts) == 1:
+        return _number(param, value)
+    if len(parts) != 3 or not parts[2]:
+        raise SearchValueError(f"Quantity '{value}' of '{param.name}' must be number, "
+                               "number|system|code or number||code.")  # fmt: skip
+    number, system, code = parts
+    if not number:
+        raise SearchValueError(f"Quantity '{value}' of '{param.name}' has no number.")
+    unit = f"{system}|{code}" if system else code
+    return _and(_number(param, number), {param.field + "_unit": unit})
 
 
 def _num(value: Decimal) -> int | float:

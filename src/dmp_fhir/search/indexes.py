@@ -14,6 +14,12 @@ from .params import field_name, params_for
 #: MongoDB allows 64 indexes per collection; keep well below.
 MAX_INDEXES_PER_TYPE = 40
 
+#: Fields left unindexed: an AuditEvent names every resource a search returned (up to 200),
+#: and FerretDB's PostgreSQL backend indexes a whole array as one btree row, which it refuses
+#: beyond 2704 bytes — the event, and every event of its group commit, would fail to store.
+#: Nothing leads a query with them (the trail is read by patient).
+UNINDEXED = frozenset({("AuditEvent", "entity")})
+
 
 def index_fields() -> dict[str, list[str]]:
     """Per type, the search fields that can lead a query: tokens, references, strings, dates."""
@@ -21,7 +27,7 @@ def index_fields() -> dict[str, list[str]]:
     for rtype in RESOURCE_TYPES:
         fields: list[str] = []
         for param in params_for(rtype).values():
-            if param.name in ("_id", "_lastUpdated"):
+            if param.name in ("_id", "_lastUpdated") or (rtype, param.name) in UNINDEXED:
                 continue
             if param.type in ("token", "reference", "string", "uri"):
                 fields.append(field_name(param.name))

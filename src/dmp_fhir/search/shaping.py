@@ -62,7 +62,35 @@ def shape(resource: dict[str, Any], summary: str | None, elements: list[str] | N
     else:
         return resource
     trimmed = {k: v for k, v in resource.items() if k in keep}
+    if resource.get("contained") and "contained" not in trimmed:
+        # A kept ``#id`` reference (PDSm's contained author…) keeps what it points to.
+        pointed = _local_references(trimmed)
+        kept = [c for c in resource["contained"] if isinstance(c, dict) and c.get("id") in pointed]
+        while True:  # and what those point to (a contained role's practitioner, organisation)
+            more = _local_references(kept) - {c.get("id") for c in kept}
+            extra = [c for c in resource["contained"] if isinstance(c, dict) and c.get("id") in more]
+            if not extra:
+                break
+            kept += extra
+        if kept:
+            trimmed["contained"] = kept
     return _mark_subsetted(trimmed)
+
+
+def _local_references(value: Any) -> set[str]:
+    """The ids of every ``#id`` reference inside ``value``."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("reference")
+            if isinstance(ref, str) and ref.startswith("#") and len(ref) > 1:
+                found.add(ref[1:])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def parse_summary(value: str | None) -> str | None:

@@ -82,6 +82,9 @@ def all_shapes(search_fields: dict[str, list[str]]) -> list[tuple[str, QueryShap
     for rtype, fields in search_fields.items():
         coll = RESOURCE_TYPES[rtype].collection
         out += [(coll, QueryShape(coll, (f,), why="search parameter")) for f in fields]
+        if "_s_patient" in fields:
+            # A patient's page, newest first, without sorting their whole record.
+            out.append((coll, QueryShape(coll, ("_s_patient",), (("_lu", DESCENDING),), "patient's page")))
     return out
 
 

@@ -154,7 +154,7 @@ class ResourceStore:
         if live:
             query["_deleted"] = False
             query["_tx"] = {"$exists": False}
-        cursor = self.db[f"{rtype}_history"].find(query).sort("_v", DESCENDING).limit(1)
+        cursor = self.db[f"{rtype}_history"].find(query).sort("_v", DESCENDING).limit(-1)
         docs = await cursor.to_list(1)
         return docs[0] if docs else None
 
@@ -181,7 +181,7 @@ class ResourceStore:
         if skip:
             cursor = cursor.skip(skip)
         if limit:
-            cursor = cursor.limit(limit)
+            cursor = cursor.limit(-limit if _one_batch(rtype, limit, projection) else limit)
         return await cursor.to_list(None)
 
     async def count(self, rtype: str, query: Mapping[str, Any], *, history: bool = False) -> int:
@@ -587,6 +587,18 @@ class ResourceStore:
             return []
         docs = await self.db["Binary_history"].find(dict(query), projection={"_content": 1}).to_list(None)
         return [d["_content"]["id"] for d in docs if isinstance(d.get("_content"), dict)]
+
+
+#: A page this small fits in one reply batch (16 MiB) unless its documents carry content.
+ONE_BATCH_LIMIT = 101
+
+
+def _one_batch(rtype: str, limit: int, projection: Mapping[str, Any] | None) -> bool:
+    """Ask for a single batch (a negative limit) when the answer surely fits in one: no server
+    cursor is kept open (FerretDB v2 persists one per query otherwise, at several ms each).
+    Binaries may carry up to 256 KiB inline each, so their pages keep a cursor."""
+    small = rtype != "Binary" or (projection is not None and "resource" not in projection)
+    return limit == 1 or (limit <= ONE_BATCH_LIMIT and small)
 
 
 async def _bounded_gather(reads: Iterable[Awaitable[T]], limit: int = 16) -> list[T]:
