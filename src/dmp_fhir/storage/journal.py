@@ -137,26 +137,27 @@ class TransactionJournal:
         other writer can know it yet, so there is nothing to converge with.
         """
         new_by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        known_by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        known: list[tuple[str, dict[str, Any]]] = []
         for rtype, doc in claimed:
-            by_type = new_by_type if f"{rtype}/{doc['_rid']}" in fresh else known_by_type
-            by_type[rtype].append(doc)
-        for rtype, docs in known_by_type.items():
-            await self.store.publish_claimed_many(rtype, docs)
+            if f"{rtype}/{doc['_rid']}" in fresh:
+                new_by_type[rtype].append(doc)
+            else:
+                known.append((rtype, doc))
+        # One document per update, in sequence: a process killed in the middle of a
+        # multi-document update (a bulk replace, an update_many) was seen to leave FerretDB v1
+        # hung when the recovery repeated it; single-document writes are safe to repeat.
+        for rtype, doc in known:
+            await self.store.publish_claimed(rtype, doc)
         for rtype, docs in new_by_type.items():
             await self.store.publish_fresh(rtype, docs)
-        # One update per history collection, led by the mark (a plain equality: pushed down
-        # and indexed). In sequence: many concurrent updates of one collection stall FerretDB's
-        # PostgreSQL backend.
-        for rtype in dict.fromkeys(rtype for rtype, _ in claimed):
-            await self.store.db[f"{rtype}_history"].update_many({"_tx": tx}, {"$unset": {"_tx": ""}})
-        settling = [
-            self.store.settle_published(rtype, doc["_rid"], int(doc["_v"]))
-            for rtype, docs in known_by_type.items()
-            for doc in docs
-        ]
-        for start in range(0, len(settling), 16):  # reads, mostly: a few at a time
-            await asyncio.gather(*settling[start : start + 16])
+        # One update per version, by _id (FerretDB pushes that down; an $in would scan). In
+        # sequence: many concurrent updates of one collection stall FerretDB's PostgreSQL backend.
+        for rtype, doc in claimed:
+            await self.store.db[f"{rtype}_history"].update_one(
+                {"_id": f"{doc['_rid']}/{doc['_v']}", "_tx": tx}, {"$unset": {"_tx": ""}}
+            )
+        for rtype, doc in known:
+            await self.store.settle_published(rtype, doc["_rid"], int(doc["_v"]))
         await self._forget(tx)
 
     async def claimed_versions(

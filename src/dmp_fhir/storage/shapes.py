@@ -46,7 +46,6 @@ SHAPES: tuple[QueryShape, ...] = (
     QueryShape(EVERY_HISTORY, ("_rid",), (("_v", DESCENDING),), "newest version, history, claims", True),
     QueryShape(EVERY_HISTORY, (), (("_lu", DESCENDING),), "type and system history, newest first"),
     QueryShape(EVERY_HISTORY, ("_p_patient",), why="destruction, claimed versions of a patient"),
-    QueryShape(EVERY_HISTORY, ("_tx",), why="a committed transaction's marks, dropped together"),
     # -- the access policy's facts -----------------------------------------------------
     QueryShape("PractitionerRole", ("_s_practitioner",), why="the caller's roles"),
     QueryShape("Consent", ("_p_patient",), why="the patient's consents (every professional request)"),

@@ -23,12 +23,12 @@ import inspect
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from pymongo import DESCENDING, ReplaceOne
+from pymongo import DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..errors import BadRequest, Conflict, FhirError, PreconditionFailed
@@ -312,47 +312,6 @@ class ResourceStore:
             doc["_tx"] = tx
         return doc
 
-    async def _claim_together(
-        self, writes: list[PlannedWrite], tx: str
-    ) -> list[dict[str, Any] | StoredVersion]:
-        """Claim the versions of a transaction's writes over existing ids, all at once.
-
-        Their current copies are read together, their guards run together (each judges its
-        own resource: a transaction writes each resource once), and the new versions go into
-        each history collection in one insert. A version another writer took meanwhile (a
-        duplicate key) is claimed again alone, the usual way.
-        """
-        currents = await _bounded_gather(self.db[w.rtype].find_one({"_id": w.rid}) for w in writes)
-        decided = await asyncio.gather(
-            *(self._next_version(w, current, tx=tx) for w, current in zip(writes, currents, strict=True)),
-            return_exceptions=True,
-        )
-        for w, result in zip(writes, decided, strict=True):
-            if isinstance(result, FhirError):
-                result.about = result.about or f"{w.rtype}/{w.rid}"
-            if isinstance(result, BaseException):
-                raise result
-        out: list[dict[str, Any] | StoredVersion] = [r for r in decided if not isinstance(r, BaseException)]
-        by_type: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-        for i, result in enumerate(out):
-            if isinstance(result, dict):
-                by_type[writes[i].rtype].append((i, result))
-        for rtype, planned in by_type.items():
-            indexes = [i for i, _ in planned]
-            docs = [{**doc, "_id": f"{writes[i].rid}/{doc['_v']}"} for i, doc in planned]
-            try:
-                await self.db[f"{rtype}_history"].insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                lost = {e["index"] for e in exc.details.get("writeErrors", [])}
-                for position in sorted(lost):
-                    i = indexes[position]
-                    try:
-                        out[i] = await self._claim(writes[i], tx=tx)
-                    except FhirError as error:
-                        error.about = error.about or f"{writes[i].rtype}/{writes[i].rid}"
-                        raise
-        return out
-
     async def write_atomically(self, writes: list[PlannedWrite], *, timeout: float) -> list[StoredVersion]:
         """Write every planned version or none (see storage/journal.py), in order.
 
@@ -364,30 +323,33 @@ class ResourceStore:
         tx = uuid.uuid4().hex
         content_ids = [cid for w in writes for cid in w.content]
         await self.journal.begin(tx, keys, content_ids, timeout)
-        claims: list[dict[str, Any] | StoredVersion | None] = [None] * len(writes)
+        claims: list[dict[str, Any] | StoredVersion] = []
         fresh_docs: dict[str, list[dict[str, Any]]] = defaultdict(list)
         fresh_guards: list[tuple[PlannedWrite, Awaitable[None]]] = []
-        existing: list[int] = []  # writes over ids that may exist: claimed together below
         deadline = time.monotonic() + timeout
         try:
-            for i, w in enumerate(writes):
+            for w in writes:
                 if time.monotonic() > deadline:
                     raise _timed_out(timeout)
                 await self._store_content(w)
-                if w.fresh and w.resource is not None:
-                    # Nobody can hold this id: checked below (in parallel, no current state
-                    # to wait for), claimed with the others of its type.
-                    if w.guard is not None:
-                        fresh_guards.append((w, w.guard(None)))
-                    doc = self._document(w.rtype, w.rid, 1, now_utc(), w.resource, w.fields)
-                    doc["_tx"] = tx
-                    fresh_docs[w.rtype].append({**doc, "_id": f"{w.rid}/1"})
-                    claims[i] = doc
-                else:
-                    existing.append(i)
-            together = await self._claim_together([writes[i] for i in existing], tx)
-            for i, claimed in zip(existing, together, strict=True):
-                claims[i] = claimed
+                try:
+                    if w.fresh and w.resource is not None:
+                        # Nobody can hold this id: checked below (in parallel, no current state
+                        # to wait for), claimed with the others of its type.
+                        if w.guard is not None:
+                            fresh_guards.append((w, w.guard(None)))
+                        doc = self._document(w.rtype, w.rid, 1, now_utc(), w.resource, w.fields)
+                        doc["_tx"] = tx
+                        fresh_docs[w.rtype].append({**doc, "_id": f"{w.rid}/1"})
+                        claims.append(doc)
+                    else:
+                        # One by one: a claim meets the state its predecessors left. (Claiming
+                        # these together in one insert was measured faster, but a process killed
+                        # in the middle of such multi-document writes left FerretDB v1 hung.)
+                        claims.append(await self._claim(w, tx=tx))
+                except FhirError as exc:
+                    exc.about = exc.about or f"{w.rtype}/{w.rid}"
+                    raise
             outcomes = await asyncio.gather(*(guard for _, guard in fresh_guards), return_exceptions=True)
             for (w, _), result in zip(fresh_guards, outcomes, strict=True):
                 if isinstance(result, FhirError):
@@ -417,7 +379,6 @@ class ResourceStore:
         results: list[StoredVersion] = []
         claimed_docs: list[tuple[str, dict[str, Any]]] = []
         for w, claim in zip(writes, claims, strict=True):
-            assert claim is not None
             if isinstance(claim, StoredVersion):
                 results.append(claim)
             else:
@@ -487,19 +448,6 @@ class ResourceStore:
         current = {k: v for k, v in doc.items() if k != "_tx"}
         current["_id"] = doc["_rid"]
         await self._replace_current(rtype, doc["_rid"], current)
-
-    async def publish_claimed_many(self, rtype: str, docs: list[dict[str, Any]]) -> None:
-        """:meth:`publish_claimed` for many versions of one type, in one bulk write (what a
-        concurrent upsert made fail is published again one by one)."""
-        currents = [{**{k: v for k, v in doc.items() if k != "_tx"}, "_id": doc["_rid"]} for doc in docs]
-        try:
-            await self.db[rtype].bulk_write(
-                [ReplaceOne({"_id": c["_id"]}, c, upsert=True) for c in currents], ordered=False
-            )
-        except BulkWriteError as exc:
-            for error in exc.details.get("writeErrors", []):
-                current = currents[error["index"]]
-                await self._replace_current(rtype, current["_id"], current)
 
     async def converge(self, rtype: str, rid: str) -> None:
         """Converge the current copy on the newest history version.
@@ -599,17 +547,6 @@ def _one_batch(rtype: str, limit: int, projection: Mapping[str, Any] | None) -> 
     Binaries may carry up to 256 KiB inline each, so their pages keep a cursor."""
     small = rtype != "Binary" or (projection is not None and "resource" not in projection)
     return limit == 1 or (limit <= ONE_BATCH_LIMIT and small)
-
-
-async def _bounded_gather(reads: Iterable[Awaitable[T]], limit: int = 16) -> list[T]:
-    """Run independent reads concurrently, at most ``limit`` at a time (each holds a connection)."""
-    gate = asyncio.Semaphore(limit)
-
-    async def one(read: Awaitable[T]) -> T:
-        async with gate:
-            return await read
-
-    return list(await asyncio.gather(*(one(r) for r in reads)))
 
 
 def _timed_out(timeout: float) -> Conflict:
