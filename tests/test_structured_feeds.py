@@ -196,8 +196,17 @@ async def test_validate_covers_the_structured_profiles(env: PolicyEnv) -> None:
     issues = response.json()["issue"]
     expressions = {x for i in issues for x in i.get("expression", [])}
     assert {"Observation.status", "Observation.performer"} <= expressions, issues
-    refused = await env.client.post("/Observation", headers={**gp, **JSON}, json=resource)
-    assert refused.status_code == 422
+    # Permission before profile (issue 16): without a performer the GP is not its author (403);
+    # with one, the profile's refusal of the status is what remains (422).
+    unauthored = await env.client.post("/Observation", headers={**gp, **JSON}, json=resource)
+    assert unauthored.status_code == 403
+    badly_coded = {
+        "resourceType": "Observation",
+        **copy.deepcopy(EXAMPLES["Observation"][0]),
+        "status": "done",
+    }
+    refused = await env.client.post("/Observation", headers={**gp, **JSON}, json=badly_coded)
+    assert refused.status_code == 422, refused.text
     capability = (await env.client.get("/metadata")).json()
     profiles = {r["type"]: r.get("profile") for r in capability["rest"][0]["resource"]}
     assert (
