@@ -51,9 +51,13 @@ def sign_in(server: LiveServer, web: httpx.Client, username: str, password: str 
         assert form.status_code == 200 and "kc-form-login" in form.text, form.text[:500]
         action = re.search(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"', form.text)
         assert action is not None
+        # Keycloak marks its cookies Secure; a browser keeps them for a loopback origin, httpx
+        # does not over http: hand them back as the browser would.
+        cookies = "; ".join(c.split(";", 1)[0] for c in form.headers.get_list("set-cookie"))
         signed = browser.post(
             html.unescape(action.group(1)),
             data={"username": username, "password": password, "credentialId": ""},
+            headers={"Cookie": cookies},
         )
     if signed.status_code != 302:
         return signed  # Keycloak said no (its page)
