@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pymongo import DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -39,8 +39,6 @@ from .journal import TransactionJournal
 #: Called with the current stored document (or None) before a version is written; raising
 #: refuses the write. It runs again on every retry, so it always judges the latest state.
 WriteGuard = Callable[[dict[str, Any] | None], Awaitable[None]]
-
-T = TypeVar("T")
 
 #: Writers that lose the race for a version retry this many times before giving up.
 MAX_WRITE_ATTEMPTS = 100
