@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ import httpx
 from pymongo import DESCENDING, AsyncMongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import database_url
 
 from dmp_fhir.auth.signing import load_or_create_dev_key, mint_token
 from dmp_fhir.mhd import CLASS_SYSTEM, CONFIDENTIALITY, FORMAT_SYSTEM, LOINC, SourceDocument, provide_bundle
@@ -307,18 +309,6 @@ def value(figure: Figure, name: str) -> float:
     return figure.seconds / figure.count * 1000 if name == "transaction" and figure.count else figure.rate
 
 
-@contextlib.contextmanager
-def engine() -> Iterator[tuple[str, str]]:
-    url = os.environ.get("MONGODB_URL")
-    if url:
-        yield url, f"MONGODB_URL={url}"
-        return
-    from dmp_fhir.devdb import EmbeddedDatabase
-
-    with EmbeddedDatabase() as db:
-        yield db.url, f"embedded FerretDB ({db.backend} backend)"
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -331,7 +321,7 @@ async def main() -> None:
                     bundles=max(1, round(10 * s)), transactions=max(1, round(3 * s)))  # fmt: skip
     key_file = Path(tempfile.gettempdir()) / f"dmp-smoke-key-{uuid.uuid4().hex[:6]}.json"
     key = load_or_create_dev_key(key_file)
-    with engine() as (url, description):
+    with database_url() as (url, description):
         db_name = disposable_name("bench", "smoke")
         server = Server(url, db_name, key_file)
         token = mint_token(GP, key=key, issuer="dmp-fhir-dev", audience=server.base)
