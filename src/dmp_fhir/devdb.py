@@ -31,6 +31,8 @@ from typing import Literal
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from .devstate import process_alive
+
 log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "postgresql", "sqlite"]
@@ -388,23 +390,11 @@ def _pg(tool: str, *args: str, check: bool = True) -> subprocess.CompletedProces
     return done
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):  # a zombie is dead, merely not yet reaped
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
 def _reap_leftovers() -> None:
     """Stop what an earlier run left running when it was killed (SIGKILL, crash), then delete it."""
     for tmp in Path(tempfile.gettempdir()).glob(_TMP_PREFIX + "*"):
         try:
-            if _alive(int((tmp / "owner.pid").read_text())):
+            if process_alive(int((tmp / "owner.pid").read_text())):
                 continue
         except (OSError, ValueError):
             continue  # not ours, or being created right now

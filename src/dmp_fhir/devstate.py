@@ -48,7 +48,7 @@ def running_server(data_dir: Path) -> RunningServer | None:
     """The server publishing ``data_dir``'s database, if it is alive and its port accepts
     connections (a crashed server's file names a dead pid or a closed port)."""
     found = _read(data_dir / STATE_FILE)
-    if found is None or found.pid == os.getpid() or not _alive(found.pid):
+    if found is None or found.pid == os.getpid() or not process_alive(found.pid):
         return None
     parts = urlsplit(found.url)
     if parts.hostname is None or parts.port is None:
@@ -68,11 +68,14 @@ def _read(path: Path) -> RunningServer | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie is dead, merely not yet reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
