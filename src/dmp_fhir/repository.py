@@ -39,7 +39,7 @@ from .mhd import Entry, check_find_documents, check_plain_document, externalize_
 from .pdsm import IS_ARCHIVED_EXTS, canonical_extensions
 from .policy.base import AccessPolicy, Unrestricted, WriteAction
 from .policy.fields import HIDING_LABELS, policy_fields
-from .policy.match import evaluate
+from .policy.match import admits
 from .policy.matrix import AccessMatrix, load_matrix
 from .profiles import default_conformance
 from .registry import CLINICAL_TYPES, RESOURCE_TYPES, ResourceType
@@ -251,23 +251,7 @@ class Repository:
         """Is this stored (current or history) document visible to the caller?"""
         if rtype == "Binary":
             return await self.policy.binary_visible(doc)
-        scope = self.policy.scope(rtype)
-        if scope is None:
-            return False
-        if not scope:
-            return True
-        verdict = evaluate(scope, doc)  # the document is at hand: no second round trip
-        if verdict is not None:
-            return verdict
-        history = "/" in str(doc["_id"])
-        found = await self.store.find(
-            rtype,
-            merge({"_id": doc["_id"]}, scope),
-            limit=1,
-            history=history,
-            projection={"_id": 1},
-        )
-        return bool(found)
+        return await admits(self.store, rtype, doc, self.policy.scope(rtype))
 
     async def _require_visible(self, rtype: str, doc: dict[str, Any], what: str) -> None:
         """404 for what the caller may not see (403 when the whole record is refused)."""

@@ -22,7 +22,7 @@ from ..storage.store import ResourceStore
 from .authorship import ESTABLISHMENT_PREFIXES, entitled_authors, holder_authors
 from .base import Interaction, WriteAction
 from .fields import Resolver, labels_of
-from .match import evaluate
+from .match import admits
 from .matrix import AccessMatrix
 from .relations import (
     AUTHOR_KEEPS_ACCESS,
@@ -624,18 +624,7 @@ class DmpPolicy:
         if binary_id not in (owner.get("_p_binaries") or ()) or not isinstance(pid, str):
             raise refusal
         await self.prepare({pid})
-        scope = self.scope("DocumentReference")
-        verdict = evaluate(scope, owner) if scope is not None else False  # the owner is at hand
-        visible = (
-            verdict
-            if verdict is not None
-            else scope is not None
-            and bool(
-                await self.store.find(
-                    "DocumentReference", {"_id": owner_id, "$and": [scope]}, limit=1, projection={"_id": 1}
-                )
-            )
-        )
+        visible = await admits(self.store, "DocumentReference", owner, self.scope("DocumentReference"))
         if not visible or not self._writes_content_of(owner):
             raise refusal
 

@@ -11,9 +11,31 @@ database. It never answers "visible" for a shape it does not know.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..storage.store import ResourceStore
 
 _SCALARS = (str, bool, int)
+
+
+async def admits(
+    store: ResourceStore, rtype: str, doc: Mapping[str, Any], scope: Mapping[str, Any] | None
+) -> bool:
+    """Does the policy filter ``scope`` let this stored document (current or history) through?
+    Judged in memory when :func:`evaluate` can, else by the database on that one document."""
+    if scope is None:
+        return False
+    if not scope:
+        return True
+    verdict = evaluate(scope, doc)  # the document is at hand: no second round trip
+    if verdict is not None:
+        return verdict
+    from ..search.engine import merge
+
+    history = "/" in str(doc["_id"])
+    query = merge({"_id": doc["_id"]}, scope)
+    return bool(await store.find(rtype, query, limit=1, history=history, projection={"_id": 1}))
 
 
 def evaluate(query: Mapping[str, Any], doc: Mapping[str, Any]) -> bool | None:
