@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from .content import ContentStore
+from .gather import bounded_gather
 
 if TYPE_CHECKING:
     from .store import ResourceStore
@@ -156,8 +157,8 @@ class TransactionJournal:
             await self.store.db[f"{rtype}_history"].update_one(
                 {"_id": f"{doc['_rid']}/{doc['_v']}", "_tx": tx}, {"$unset": {"_tx": ""}}
             )
-        for rtype, doc in known:
-            await self.store.settle_published(rtype, doc["_rid"], int(doc["_v"]))
+        # Is there a newer version of any of them? Reads only (a convergence is rare), together.
+        await bounded_gather([self.store.settle_published(t, d["_rid"], int(d["_v"])) for t, d in known])
         await self._forget(tx)
 
     async def claimed_versions(

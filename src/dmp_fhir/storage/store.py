@@ -34,6 +34,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from ..errors import BadRequest, Conflict, FhirError, PreconditionFailed
 from .content import ContentStore
 from .database import Database
+from .gather import bounded_gather
 from .journal import TransactionJournal
 from .packing import pack
 
@@ -43,6 +44,13 @@ WriteGuard = Callable[[dict[str, Any] | None], Awaitable[None]]
 
 #: Writers that lose the race for a version retry this many times before giving up.
 MAX_WRITE_ATTEMPTS = 100
+
+
+class _Unread:
+    """Marks "the current copy was not read yet" (None means "read: there is none")."""
+
+
+UNREAD = _Unread()
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,19 +244,26 @@ class ResourceStore:
             await self.content.put(content_id, data, metadata={"resource": f"{w.rtype}/{w.rid}"})
 
     async def _claim(
-        self, w: PlannedWrite, *, tx: str | None = None, skip_unchanged: bool = False
+        self,
+        w: PlannedWrite,
+        *,
+        tx: str | None = None,
+        skip_unchanged: bool = False,
+        current: dict[str, Any] | _Unread | None = UNREAD,
     ) -> dict[str, Any] | StoredVersion:
         """Insert the next history version of ``w`` (marked ``_tx`` inside a transaction).
 
+        ``current``: the current copy, when the caller read it already (a transaction reads
+        them all at once); a lost race on the version key reads it again.
         Returns the inserted document, or a StoredVersion when there was nothing to write.
         """
         rtype, rid = w.rtype, w.rid
         current_coll = self.db[rtype]
         history_coll = self.db[f"{rtype}_history"]
-        fresh = w.fresh
+        known: dict[str, Any] | _Unread | None = None if w.fresh else current
         for _attempt in range(MAX_WRITE_ATTEMPTS):
-            current = None if fresh else await current_coll.find_one({"_id": rid})
-            fresh = False
+            current = await current_coll.find_one({"_id": rid}) if isinstance(known, _Unread) else known
+            known = UNREAD
             doc = await self._next_version(w, current, tx=tx, skip_unchanged=skip_unchanged)
             if isinstance(doc, StoredVersion):
                 return doc
@@ -327,6 +342,7 @@ class ResourceStore:
         fresh_guards: list[tuple[PlannedWrite, Awaitable[None]]] = []
         deadline = time.monotonic() + timeout
         try:
+            currents = await self._current_copies([w for w in writes if not w.fresh])
             for w in writes:
                 if time.monotonic() > deadline:
                     raise _timed_out(timeout)
@@ -345,7 +361,10 @@ class ResourceStore:
                         # One by one: a claim meets the state its predecessors left. (Claiming
                         # these together in one insert was measured faster, but a process killed
                         # in the middle of such multi-document writes left FerretDB v1 hung.)
-                        claims.append(await self._claim(w, tx=tx))
+                        # The current copies were read together beforehand: a transaction's own
+                        # claims never change them, and a concurrent writer that did loses
+                        # (or wins) on the unique version key exactly as before.
+                        claims.append(await self._claim(w, tx=tx, current=currents[(w.rtype, w.rid)]))
                 except FhirError as exc:
                     exc.about = exc.about or f"{w.rtype}/{w.rid}"
                     raise
@@ -386,6 +405,14 @@ class ResourceStore:
         fresh = frozenset(f"{w.rtype}/{w.rid}" for w in writes if w.fresh)
         await asyncio.shield(self.journal.roll_forward(tx, claimed_docs, fresh=fresh))
         return results
+
+    async def _current_copies(
+        self, writes: list[PlannedWrite]
+    ) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """The current copy of each resource, read concurrently (a few at a time: one
+        single-document read each, the shape FerretDB pushes down; an ``$in`` would scan)."""
+        found = await bounded_gather([self.db[w.rtype].find_one({"_id": w.rid}) for w in writes])
+        return {(w.rtype, w.rid): doc for w, doc in zip(writes, found, strict=True)}
 
     async def _abort(self, tx: str, keys: list[tuple[str, str]], content_ids: list[str]) -> None:
         await self.journal.decide(tx, "aborted")
