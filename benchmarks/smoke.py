@@ -16,8 +16,9 @@ The store grows with every run; a cost that grows with it shows as run N / run 1
 Beside each server figure, the raw driver's rate for the same logical operation on the same
 engine, measured in the same run: ``insert_one`` of the two stored documents, ``find_one`` by
 ``_id``, the same patient+status query sorted by ``_lu`` (limit 20), ``insert_many`` of the
-Bundle's resources. Printed: rates, p50, server/driver ratios, run N / run 1, the server's RSS
-after the runs, and the time from a restart (on the grown store) to its first answered request.
+Bundle's resources. Printed: rates, p50, server/driver ratios, run N / run 1, the server's CPU per
+request in each run, its RSS after the runs, and the time from a restart (on the grown store) to
+its first answered request.
 """
 
 from __future__ import annotations
@@ -144,6 +145,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mib(pid: int) -> float:
@@ -341,11 +351,18 @@ async def main() -> None:
             ) as http:
                 for run in range(1, args.runs + 1):
                     started = time.perf_counter()
+                    assert server.process is not None
+                    cpu_before = _cpu_seconds(server.process.pid)
                     ours = await server_run(http, work, created, run)
+                    cpu = _cpu_seconds(server.process.pid) - cpu_before
+                    wall = sum(f.seconds for f in ours.values())
+                    requests = sum(len(ours[n].samples) for n in OPERATIONS) + work.creates  # + Binary PUTs
                     theirs = await driver_run(raw[scratch_name], raw[db_name], work, created)
                     results.append((ours, theirs))
                     print(f"run {run} done in {time.perf_counter() - started:.0f} s "
-                          f"({len(created)} documents created so far)")  # fmt: skip
+                          f"({len(created)} documents created so far); the server process used "
+                          f"{cpu:.1f} s of CPU in {wall:.1f} s of requests "
+                          f"({1000 * cpu / max(requests, 1):.1f} ms per request)")  # fmt: skip
             assert server.process is not None
             rss = _rss_mib(server.process.pid)
             server.stop()
