@@ -3,10 +3,12 @@ app, latency statistics. Benchmarks print figures; they never assert."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import statistics
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,36 @@ async def running_app(
             yield app, database, client
     await drop_disposable(database.client, settings.db)
     await database.close()
+
+
+@contextlib.asynccontextmanager
+async def guarded_and_open(url: str) -> AsyncIterator[tuple[Settings, Database, FastAPI, FastAPI]]:
+    """Two apps on one throwaway database: the DMP policy, and no policy (the reference)."""
+    key_file = Path(f"/tmp/dmp-bench-key-{uuid.uuid4().hex[:6]}.json")
+    settings = dev_settings(url, key_file)
+    database = Database(url, settings.db)
+    guarded = create_app(settings, database)
+    open_app = create_app(settings, database, access=OpenAccess())
+    try:
+        async with guarded.router.lifespan_context(guarded), open_app.router.lifespan_context(open_app):
+            yield settings, database, guarded, open_app
+    finally:
+        await drop_disposable(database.client, settings.db)
+        await database.close()
+        key_file.unlink(missing_ok=True)
+
+
+def scale_arguments(description: str | None) -> argparse.Namespace:
+    """``--n`` (default: 100 k on MONGODB_URL, 20 k embedded), ``--patients``, ``--queries``."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=None)
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    args.n = args.n or (100_000 if os.environ.get("MONGODB_URL") else 20_000)
+    return args
 
 
 @dataclass

@@ -96,7 +96,7 @@ async def main() -> None:
             }
             headers = bearer(settings, claims)
             for kind in ("read", "search"):
-                rates = {}
+                rates: dict[str, list[float]] = {}
                 for mode in ("off", "on", "off", "on"):  # interleaved: drift hits both
                     transport = httpx.ASGITransport(app=apps[mode])
                     async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:

@@ -243,6 +243,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
             if os.environ.get("MONGODB_URL"):  # an --ephemeral embedded engine leaves nothing behind
+                client: MongoClient[dict[str, Any]]
                 with MongoClient(os.environ["MONGODB_URL"]) as client:
                     drop_disposable_sync(client, db)
     latencies: dict[str, list[float]] = defaultdict(list)

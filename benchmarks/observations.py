@@ -13,12 +13,9 @@ through PyMongo with a hand-written filter of the same meaning. Default N: 100 0
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import random
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,13 +24,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BASE, Stats, bearer, database_url, dev_settings, measure
-from search import patient, stored
-
-from dmp_fhir.app import create_app
-from dmp_fhir.policy.access import OpenAccess
-from dmp_fhir.storage import Database
-from dmp_fhir.storage.disposable import drop_disposable
+from _common import BASE, Stats, bearer, database_url, guarded_and_open, measure, scale_arguments
+from search import load
 
 UCUM = "http://unitsofmeasure.org"
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -73,38 +65,14 @@ def observation(i: int, patients: int, rng: random.Random) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def load(db: Any, n: int, patients: int, base: str) -> None:
-    rng = random.Random(42)
-    await db["Patient"].insert_many([await stored("Patient", patient(i), base) for i in range(patients)])
-    batch: list[dict[str, Any]] = []
-    for i in range(n):
-        batch.append(await stored("Observation", observation(i, patients, rng), base))
-        if len(batch) == 1000:
-            await db["Observation"].insert_many(batch)
-            batch = []
-    if batch:
-        await db["Observation"].insert_many(batch)
-
-
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--n", type=int, default=None)
-    parser.add_argument("--patients", type=int, default=1000)
-    parser.add_argument("--queries", type=int, default=200)
-    args = parser.parse_args()
+    args = scale_arguments(__doc__)
+    n = args.n
     with database_url() as (url, engine):
-        n = args.n or (100_000 if os.environ.get("MONGODB_URL") else 20_000)
-        key_file = Path(f"/tmp/dmp-bench-key-{uuid.uuid4().hex[:6]}.json")
-        settings = dev_settings(url, key_file)
-        database = Database(url, settings.db)
-        guarded = create_app(settings, database)
-        open_app = create_app(settings, database, access=OpenAccess())
-        async with guarded.router.lifespan_context(guarded), open_app.router.lifespan_context(open_app):
+        async with guarded_and_open(url) as (settings, database, guarded, open_app):
             print(f"engine: {engine} ({database.engine.name}); {n} Observations, {args.patients} patients")
             started = asyncio.get_running_loop().time()
-            await load(database.db, n, args.patients, settings.base_url)
+            await load(database.db, n, args.patients, settings.base_url, "Observation", observation)
             print(f"loaded in {asyncio.get_running_loop().time() - started:.1f} s")
             rng = random.Random(7)
             picks = [(rng.randrange(args.patients), rng.choice(PANEL)[0]) for _ in range(args.queries + 3)]
@@ -170,9 +138,6 @@ async def main() -> None:
                     explained = {"find": "Observation", "filter": raw_filter(1, "2823-3")}
                     plan = await database.db.command("explain", explained)
                     print("winning plan:", plan["queryPlanner"]["winningPlan"])
-        await drop_disposable(database.client, settings.db)
-        await database.close()
-        key_file.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

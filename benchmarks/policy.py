@@ -10,12 +10,9 @@ rule), and with the policy switched off (``OpenAccess``, the reference).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 import random
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +20,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BASE, Stats, bearer, database_url, dev_settings, measure
+from _common import BASE, Stats, bearer, database_url, guarded_and_open, measure, scale_arguments
 from search import TYPES, load, stored
-
-from dmp_fhir.app import create_app
-from dmp_fhir.policy.access import OpenAccess
-from dmp_fhir.storage import Database
-from dmp_fhir.storage.disposable import drop_disposable
 
 
 def consent(pid: int) -> dict[str, Any]:
@@ -55,21 +47,10 @@ def consent(pid: int) -> dict[str, Any]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--n", type=int, default=None)
-    parser.add_argument("--patients", type=int, default=1000)
-    parser.add_argument("--queries", type=int, default=200)
-    args = parser.parse_args()
+    args = scale_arguments(__doc__)
+    n = args.n
     with database_url() as (url, engine):
-        n = args.n or (100_000 if os.environ.get("MONGODB_URL") else 20_000)
-        key_file = Path(f"/tmp/dmp-bench-key-{uuid.uuid4().hex[:6]}.json")
-        settings = dev_settings(url, key_file)
-        database = Database(url, settings.db)
-        guarded = create_app(settings, database)
-        open_app = create_app(settings, database, access=OpenAccess())
-        async with guarded.router.lifespan_context(guarded), open_app.router.lifespan_context(open_app):
+        async with guarded_and_open(url) as (settings, database, guarded, open_app):
             print(
                 f"engine: {engine} ({database.engine.name}); {n} DocumentReferences, "
                 f"{args.patients} patients, 1 consent each"
@@ -134,9 +115,6 @@ async def main() -> None:
                     f"{'':<44} ratio to no policy p50 {stats.pct(50) / reference.pct(50):.2f}x  "
                     f"p95 {stats.pct(95) / reference.pct(95):.2f}x"
                 )
-        await drop_disposable(database.client, settings.db)
-        await database.close()
-        key_file.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

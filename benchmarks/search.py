@@ -16,6 +16,7 @@ import asyncio
 import os
 import random
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from _common import Stats, database_url, measure, running_app
 from dmp_fhir.policy.fields import policy_fields
 from dmp_fhir.policy.matrix import load_matrix
 from dmp_fhir.search.extract import extract_search_fields
+from dmp_fhir.storage.packing import pack
 from dmp_fhir.storage.store import format_instant
 
 INS = "urn:oid:1.2.250.1.213.1.4.8"
@@ -97,30 +99,40 @@ async def stored(rtype: str, resource: dict[str, Any], base: str) -> dict[str, A
     """The document exactly as the server stores it (search and policy fields included)."""
     moment = datetime.now(UTC).replace(microsecond=0)
     resource = {**resource, "meta": {"versionId": "1", "lastUpdated": format_instant(moment)}}
-    return {
-        "_id": resource["id"],
-        "_rid": resource["id"],
-        "_v": 1,
-        "_lu": moment,
-        "_deleted": False,
-        "resource": resource,
-        **extract_search_fields(rtype, resource, base_url=base),
-        **await policy_fields(rtype, resource, load_matrix(), _no_resolve),
-    }
+    return pack(
+        {
+            "_id": resource["id"],
+            "_rid": resource["id"],
+            "_v": 1,
+            "_lu": moment,
+            "_deleted": False,
+            "resource": resource,
+            **extract_search_fields(rtype, resource, base_url=base),
+            **await policy_fields(rtype, resource, load_matrix(), _no_resolve),
+        }
+    )
 
 
-async def load(db: Any, n: int, patients: int, base: str) -> None:
+async def load(
+    db: Any,
+    n: int,
+    patients: int,
+    base: str,
+    rtype: str = "DocumentReference",
+    make: Callable[[int, int, random.Random], dict[str, Any]] = document,
+) -> None:
+    """``patients`` Patients, then ``n`` resources of ``rtype`` spread over them, written as the
+    server stores them (search and policy fields, the resource packed) in batches of 1,000."""
     rng = random.Random(42)
-    docs = [await stored("Patient", patient(i), base) for i in range(patients)]
-    await db["Patient"].insert_many(docs)
+    await db["Patient"].insert_many([await stored("Patient", patient(i), base) for i in range(patients)])
     batch: list[dict[str, Any]] = []
     for i in range(n):
-        batch.append(await stored("DocumentReference", document(i, patients, rng), base))
+        batch.append(await stored(rtype, make(i, patients, rng), base))
         if len(batch) == 1000:
-            await db["DocumentReference"].insert_many(batch)
+            await db[rtype].insert_many(batch)
             batch = []
     if batch:
-        await db["DocumentReference"].insert_many(batch)
+        await db[rtype].insert_many(batch)
 
 
 async def main() -> None:
