@@ -187,7 +187,36 @@ def _same_master_identifier(b: dict[str, Any]) -> None:
     _doc(b, 2)["masterIdentifier"] = dict(_doc(b, 0)["masterIdentifier"])
 
 
+def _source_patient(patient: dict[str, Any]) -> Mutation:
+    """The document's context.sourcePatientInfo: the patient as the sender's system knew them."""
+
+    def mutate(b: dict[str, Any]) -> None:
+        doc = _doc(b, 1)
+        if patient.get("resourceType") == "Patient":
+            doc["contained"] = [*doc.get("contained", []), patient]
+            doc.setdefault("context", {})["sourcePatientInfo"] = {"reference": f"#{patient['id']}"}
+        else:
+            doc.setdefault("context", {})["sourcePatientInfo"] = patient
+
+    return mutate
+
+
+NIR = "urn:oid:1.2.250.1.213.1.4.8"
+#: A contained Patient with an INS that is not pat-001's (a wrong-patient feed).
+OTHER_INS = {
+    "resourceType": "Patient",
+    "id": "src",
+    "identifier": [{"system": NIR, "value": "299999999999999"}],
+}
+
+
 CONSISTENCY_FAILURES: dict[str, tuple[Mutation, int, str]] = {
+    "source patient is another patient": (
+        _source_patient({"reference": "Patient/pat-002"}),
+        422,
+        "sourcePatientInfo",
+    ),
+    "source patient carries another INS": (_source_patient(OTHER_INS), 422, "sourcePatientInfo"),
     "subject of another patient": (_other_subject, 422, "subject"),
     "unknown patient": (_unknown_patient, 422, "subject"),
     "document not in the submission set": (_unlisted, 422, "entry"),
@@ -225,6 +254,36 @@ async def test_each_inconsistency_is_one_precise_outcome_and_stores_nothing(
     assert "Bundle.entry[" in json.dumps(issue)  # names the failing entry
     assert where in " ".join(issue.get("expression", [])) + issue["diagnostics"]
     assert "Traceback" not in response.text
+    assert await raw_counts(env) == before
+
+
+async def test_a_source_patient_that_is_the_subject_is_accepted(env: PolicyEnv) -> None:
+    """The same INS (whatever the OID spelling of the test space), a contained Patient without
+    an INS (nothing to compare), or the subject's own reference: stored."""
+    patient = (await env.client.get(f"/{PATIENT}", headers=env.headers("gp_martin"))).json()
+    ins = next(i for i in patient["identifier"] if i["system"] in (NIR, "urn:oid:1.2.250.1.213.1.4.10"))
+    for source in (
+        {"resourceType": "Patient", "id": "src", "identifier": [dict(ins)]},
+        {"resourceType": "Patient", "id": "src", "name": [{"family": "Sans INS"}]},
+        {"reference": PATIENT},
+    ):
+        bundle = provide_bundle(PATIENT, AUTHOR, three_documents(f"source {json.dumps(source)}"))
+        _source_patient(source)(bundle)
+        response = await post(env, bundle)
+        assert response.status_code == 200, response.text
+
+
+async def test_a_plain_document_write_checks_its_source_patient_too(env: PolicyEnv) -> None:
+    bundle = provide_bundle(PATIENT, AUTHOR, [SourceDocument(pdf("plain wrong patient"))])
+    doc = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference")
+    doc["content"][0]["attachment"].pop("url")
+    doc["content"][0]["attachment"]["data"] = base64.b64encode(pdf("plain wrong patient")).decode()
+    doc["contained"] = [OTHER_INS]
+    doc["context"]["sourcePatientInfo"] = {"reference": "#src"}
+    before = await raw_counts(env)
+    response = await env.client.post("/DocumentReference", json=doc, headers=env.headers("gp_martin"))
+    assert response.status_code == 422, response.text
+    assert "sourcePatientInfo" in response.text and "another patient" in response.text
     assert await raw_counts(env) == before
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadRequest, Conflict, Unprocessable
-from .lifecycle.identity import INS_SYSTEMS
+from .lifecycle.identity import INS_SYSTEMS, patient_ins_keys
 
 MHD_LIST_TYPES = "https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes"
 #: PDSm requires these on every DocumentReference it receives.
@@ -161,6 +161,7 @@ async def check_provide_bundle(
                 code="business-rule",
                 expression=(doc.where("subject"),),
             )
+        await check_source_patient(doc, patient, lookup, known=patient_resource)
         if doc.key not in listed:
             raise Unprocessable(
                 f"{doc.key} is not listed by the submission set.",
@@ -180,12 +181,15 @@ async def check_provide_bundle(
     await check_master_identifiers(documents, documents_with_identifier)
 
 
-async def check_plain_document(entries: list[Entry], documents_with_identifier: IdentifierLookup) -> None:
+async def check_plain_document(
+    entries: list[Entry], documents_with_identifier: IdentifierLookup, lookup: Lookup
+) -> None:
     """A plain create/update of a DocumentReference (``entries[0]``, index -1), after
     ``externalize_inline_content``: the same content and identity rules as ITI-65 — size and
-    SHA-1 of what was sent inline, masterIdentifier unique."""
+    SHA-1 of what was sent inline, masterIdentifier unique, the source's patient the subject."""
     doc = entries[0]
     resource = doc.resource or {}
+    await check_source_patient(doc, _reference(resource.get("subject")), lookup)
     planned = {e.key: e.resource for e in entries if e.resource is not None}
     for n, content in enumerate(resource.get("content") or ()):
         attachment = (content or {}).get("attachment") or {}
@@ -271,6 +275,52 @@ def replaced_documents(entry: Entry) -> list[str]:
             if target is not None:
                 out.append(target)
     return out
+
+
+async def check_source_patient(
+    doc: Entry, subject: str | None, lookup: Lookup, *, known: dict[str, Any] | None = None
+) -> None:
+    """``context.sourcePatientInfo`` is the patient as the sending system knew them: it must be
+    the document's subject. A reference to another Patient, or a contained Patient whose INS is
+    not the subject's, is a document about to be filed in the wrong record — refused (422)
+    before anything is stored. A contained Patient without an INS cannot be compared and is
+    accepted. ``known``: the subject's resource when the caller has it already."""
+    resource = doc.resource or {}
+    source = _reference((resource.get("context") or {}).get("sourcePatientInfo"))
+    if source is None or subject is None or not subject.startswith("Patient/"):
+        return
+    where = doc.where("context.sourcePatientInfo")
+    if source.startswith("#"):
+        contained = next(
+            (
+                c
+                for c in resource.get("contained") or ()
+                if isinstance(c, dict) and c.get("resourceType") == "Patient" and c.get("id") == source[1:]
+            ),
+            None,
+        )
+        claimed = _ins_values(contained)
+        if not claimed:
+            return
+        subject_resource = known if known is not None else await lookup(subject)
+        if subject_resource is not None and not claimed & _ins_values(subject_resource):
+            raise Unprocessable(
+                f"context.sourcePatientInfo carries an INS that is not {subject}'s: the document "
+                "belongs to another patient's record.",
+                code="business-rule",
+                expression=(where,),
+            )
+    elif source.startswith("Patient/") and source != subject:
+        raise Unprocessable(
+            f"context.sourcePatientInfo ({source}) is not the document's subject ({subject}).",
+            code="business-rule",
+            expression=(where,),
+        )
+
+
+def _ins_values(patient: dict[str, Any] | None) -> set[str]:
+    """The INS values of a Patient (NIR or NIA, whatever the OID's spelling)."""
+    return {key.partition("|")[2] for key in patient_ins_keys(patient) if key.partition("|")[2]}
 
 
 def _reference(value: Any) -> str | None:

@@ -451,7 +451,7 @@ class Repository:
         entries = [entries[0]] + [
             Entry(e.index, e.rtype, e.rid, self.checked(e.resource, e.rtype)) for e in entries[1:]
         ]
-        await check_plain_document(entries, self.documents_with_identifier)
+        await check_plain_document(entries, self.documents_with_identifier, self.lookup)
         if len(entries) == 1:
             return None
         writes = [
