@@ -32,6 +32,7 @@ from pymongo import DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..errors import BadRequest, Conflict, FhirError, PreconditionFailed
+from .claims import IdentifierClaims
 from .content import ContentStore
 from .database import Database
 from .journal import TransactionJournal
@@ -126,6 +127,7 @@ class ResourceStore:
         self.db = database.db
         self.content = ContentStore(database)
         self.journal = TransactionJournal(self, self.content)
+        self.claims = IdentifierClaims(database)
 
     # -- reads ------------------------------------------------------------------------
 
