@@ -215,6 +215,52 @@ async def test_validate_covers_the_structured_profiles(env: PolicyEnv) -> None:
     assert {"Observation", "DiagnosticReport", "MedicationDispense", "Condition"} <= set(profiles)
 
 
+FR_CORE_CONDITION = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-condition"
+DMP_CONDITION = "https://dmp-fhir.example.org/fhir/StructureDefinition/dmp-condition"
+
+
+async def test_fr_core_constraints_apply_on_write_and_in_validate(env: PolicyEnv) -> None:
+    """dmp-condition derives from FR Core's Condition profile: FR Core's clinicalStatus 1..1, which
+    the DMP profile does not restate, refuses the write (422 naming FR Core) and $validate reports
+    it; declaring the FR Core profile alone escapes nothing; the CapabilityStatement lists ours."""
+    gp = {**env.headers("gp_martin"), **JSON}
+    resource = {"resourceType": "Condition", **copy.deepcopy(EXAMPLES["Condition"][0])}
+    resource["identifier"] = [{"system": LAB_IDS, "value": "fr-core-1"}]
+    del resource["clinicalStatus"]
+    refused = await env.client.post("/Condition", headers=gp, json=resource)
+    assert refused.status_code == 422, refused.text
+    outcome = refused.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert any(
+        FR_CORE_CONDITION in i["diagnostics"] and i.get("expression") == ["Condition.clinicalStatus"]
+        for i in outcome["issue"]
+    ), outcome
+    assert await count_identifier(env, "Condition", f"{LAB_IDS}|fr-core-1") == 0
+    validated = await env.client.post("/Condition/$validate", headers=gp, json=resource)
+    assert validated.status_code == 200
+    assert any(FR_CORE_CONDITION in i["diagnostics"] for i in validated.json()["issue"])
+    # meta.profile naming FR Core: still the DMP profile and its parent (recorder is the DMP's rule)
+    declared = {**resource, "meta": {"profile": [FR_CORE_CONDITION]}}
+    del declared["recorder"]
+    both = await env.client.post("/Condition/$validate", headers=gp, json=declared)
+    diagnostics = " ".join(i["diagnostics"] for i in both.json()["issue"])
+    assert FR_CORE_CONDITION in diagnostics and f"{DMP_CONDITION}, rule Condition.recorder" in diagnostics
+    only_fr_core = await env.client.post(
+        "/Condition/$validate", headers=gp, json=resource, params={"profile": FR_CORE_CONDITION}
+    )
+    assert only_fr_core.status_code == 400  # a partial statement of FR Core is no profile to claim
+    valid = await env.client.post(
+        "/Condition/$validate", headers=gp, json={"resourceType": "Condition", **EXAMPLES["Condition"][0]}
+    )
+    message = valid.json()["issue"][0]["diagnostics"]
+    assert f"{DMP_CONDITION} based on {FR_CORE_CONDITION}" in message, message
+    capability = (await env.client.get("/metadata")).json()
+    entry = next(r for r in capability["rest"][0]["resource"] if r["type"] == "Condition")
+    assert entry["profile"] == DMP_CONDITION and entry["supportedProfile"] == [DMP_CONDITION]
+    definition = await env.client.get("/StructureDefinition/fr-core-condition", headers=gp)
+    assert definition.status_code == 200 and definition.json()["url"] == FR_CORE_CONDITION
+
+
 # -- pharmacy feeds ---------------------------------------------------------------------------
 
 
