@@ -80,6 +80,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, str], dict[str, str]]] = {
             "identifier": [{"system": PHARMACY_IDS, "value": "crud-disp"}],
             "status": "completed",
             "medicationCodeableConcept": {"text": "AMOXICILLINE 1 g"},
+            "quantity": {"value": 1, "unit": "boîte", "system": UCUM, "code": "{box}"},  # FR Core: 1..1
             "subject": {"reference": "Patient/pat-004"},
             "performer": [{"actor": GP_AUTHOR}],
             "whenHandedOver": "2025-01-08T10:00:00+01:00",
