@@ -7,6 +7,7 @@ the claims. Its own database: these tests change the samples."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from dmp_fhir.mhd import SourceDocument, provide_bundle
 from dmp_fhir.storage.claims import IDENTIFIER_CLAIMS
 
 from .lifecycle_helpers import access, operation, raw_hits
@@ -243,6 +245,32 @@ async def test_a_refused_transaction_stores_nothing_and_its_claims_block_nothing
         assert len(ids) == 1
         held = await claims(env, "Observation", LAB_IDS, f"r1-{n}")
         assert [c["rid"] for c in held] == ids
+
+
+async def test_concurrent_conditional_creates_of_a_document(env: PolicyEnv) -> None:
+    """DocumentReference's ``identifier`` parameter reads its masterIdentifier too: concurrent
+    posts of one document (inline content, made a Binary in the same atomic write) store one."""
+    bundle = provide_bundle(
+        "Patient/pat-001", "PractitionerRole/prr-gp-martin", [SourceDocument(b"%PDF-1.4 c")]
+    )
+    doc = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference")
+    attachment = doc["content"][0]["attachment"]
+    attachment.pop("url")
+    attachment["data"] = base64.b64encode(b"%PDF-1.4 c").decode()
+    master = doc["masterIdentifier"]
+    headers = {
+        **env.headers("gp_martin"),
+        **JSON,
+        "If-None-Exist": condition(master["system"], master["value"]),
+    }
+    answers = await asyncio.gather(
+        *(env.client.post("/DocumentReference", headers=headers, json=doc) for _ in range(6))
+    )
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201], [a.text for a in answers]
+    ids = await stored(env, "DocumentReference", master["system"], master["value"])
+    assert len(ids) == 1
+    binaries = await env.database.db["Binary"].count_documents({"_p_document": ids[0]})
+    assert binaries == 1
 
 
 # -- crashes, deletions, destruction -------------------------------------------------------------
