@@ -216,6 +216,41 @@ async def test_validate_covers_the_structured_profiles(env: PolicyEnv) -> None:
     assert {"Observation", "DiagnosticReport", "MedicationDispense", "Condition"} <= set(profiles)
 
 
+async def test_value_quantity_search_converts_the_documented_ucum_units(env: PolicyEnv) -> None:
+    """Glucose reported in g/L, mg/dL and mmol/L by different laboratories: a search in one unit
+    of a dimension finds the values stored in the others (search/ucum.py)."""
+    gp = env.headers("gp_martin")
+    made: dict[str, str] = {}
+    for name, value, code in (("gL", 0.95, "g/L"), ("mgdL", 110, "mg/dL"), ("mmolL", 5.3, "mmol/L")):
+        resource = {
+            "resourceType": "Observation",
+            **copy.deepcopy(EXAMPLES["Observation"][0]),
+            "category": [cc("http://terminology.hl7.org/CodeSystem/observation-category", "laboratory")],
+            "code": cc("http://loinc.org", "2339-0"),
+            "valueQuantity": {"value": value, "unit": code, "system": UCUM, "code": code},
+        }
+        created = await env.client.post("/Observation", headers={**gp, **JSON}, json=resource)
+        assert created.status_code == 201, created.text
+        made[name] = created.json()["id"]
+
+    async def found(value: str) -> set[str]:
+        params = {"patient": "pat-004", "code": "http://loinc.org|2339-0", "value-quantity": value}
+        answer = await env.client.get("/Observation", headers=gp, params=params)
+        assert answer.status_code == 200, answer.text
+        return {e["resource"]["id"] for e in answer.json().get("entry", [])}
+
+    names = {v: k for k, v in made.items()}
+    assert {names[i] for i in await found(f"ge1|{UCUM}|g/L")} == {"mgdL"}  # 110 mg/dL = 1.10 g/L
+    assert {names[i] for i in await found(f"95|{UCUM}|mg/dL")} == {"gL"}  # 0.95 g/L = 95 mg/dL
+    assert {names[i] for i in await found(f"lt100|{UCUM}|mg/dL")} == {"gL"}
+    assert {names[i] for i in await found(f"5300|{UCUM}|umol/L")} == {"mmolL"}
+    assert {names[i] for i in await found(f"gt5|{UCUM}|mmol/L")} == {"mmolL"}
+    # another dimension, or a unit searched without its system, is matched as written
+    assert await found(f"gt0|{UCUM}|mmol/L") == {made["mmolL"]}
+    assert {names[i] for i in await found("110||mg/dL")} == {"mgdL"}
+    assert await found("0.95||mg/dL") == set()
+
+
 FR_CORE_CONDITION = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-condition"
 DMP_CONDITION = "https://dmp-fhir.example.org/fhir/StructureDefinition/dmp-condition"
 
