@@ -251,6 +251,22 @@ async def test_value_quantity_search_converts_the_documented_ucum_units(env: Pol
     assert await found("0.95||mg/dL") == set()
 
 
+async def test_loading_an_unchanged_resource_again_reindexes_it(env: PolicyEnv) -> None:
+    """A database written before the unit conversion existed: ``dmp-fhir load`` of the same
+    samples adds no version but gives the current copies the search fields they lack."""
+    db = env.database.db
+    before = await db["Observation"].find_one({"_id": "obs-004-k"})
+    assert before is not None and before["_s_value_quantity_canon_unit"] == ["mmol/L"]
+    await db["Observation"].update_one(
+        {"_id": "obs-004-k"}, {"$unset": {"_s_value_quantity_canon": "", "_s_value_quantity_canon_unit": ""}}
+    )
+    repo = await env.internal_repository()
+    again = await repo.update("Observation", "obs-004-k", before["resource"], skip_unchanged=True)
+    assert not again.version.changed and again.version.version == before["_v"]
+    after = await db["Observation"].find_one({"_id": "obs-004-k"})
+    assert after == before
+
+
 FR_CORE_CONDITION = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-condition"
 DMP_CONDITION = "https://dmp-fhir.example.org/fhir/StructureDefinition/dmp-condition"
 

@@ -301,6 +301,7 @@ class ResourceStore:
             and resource is not None
             and _same_content(current["resource"], resource)
         ):
+            await self._refresh_search_fields(rtype, rid, current, w.fields)
             return StoredVersion(rtype, rid, base, current["_lu"], False, current["resource"], changed=False)
         extra_fields = w.fields
         if resource is None and current is not None:
@@ -497,6 +498,22 @@ class ResourceStore:
             except DuplicateKeyError:
                 # Concurrent upserts of a new _id: the document exists now; replace it.
                 await asyncio.sleep(0)
+
+    async def _refresh_search_fields(
+        self, rtype: str, rid: str, current: Mapping[str, Any], fields: Mapping[str, Any]
+    ) -> None:
+        """An unchanged resource written again (``dmp-fhir load``) whose search fields this
+        version of the server extracts differently (a new parameter, a unit conversion): its
+        current copy is re-indexed, no version is added. One write, only when something differs."""
+        stale = {k: v for k, v in fields.items() if k.startswith("_s_") and current.get(k) != v}
+        gone = {k: "" for k in current if k.startswith("_s_") and k not in fields}
+        update: dict[str, Any] = {}
+        if stale:
+            update["$set"] = stale
+        if gone:
+            update["$unset"] = gone
+        if update:
+            await self.db[rtype].update_one({"_id": rid, "_v": current["_v"]}, update)
 
     async def set_fields(self, rtype: str, rid: str, fields: Mapping[str, Any]) -> None:
         """Refresh derived (policy) fields of the current copy; the resource is untouched."""
