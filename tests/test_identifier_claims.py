@@ -324,6 +324,44 @@ async def test_a_deleted_or_changed_resource_frees_its_identifier(env: PolicyEnv
     assert claim["rid"] == third.json()["id"]
 
 
+async def test_a_hidden_resource_with_the_identifier_is_not_revealed(env: PolicyEnv) -> None:
+    """The identifier names a vaccination the patient masked from professionals (MASQUE_PS):
+    the pharmacist's own post is stored apart, as the search alone would have it, and learns
+    nothing of the hidden one."""
+
+    def vaccination(**extra: Any) -> dict[str, Any]:
+        return {
+            "resourceType": "Immunization",
+            "identifier": [{"system": PHARMACY_IDS, "value": "v-1"}],
+            "status": "completed",
+            "vaccineCode": cc("http://www.whocc.no/atc", "J07BB02"),
+            "patient": {"reference": "Patient/pat-004"},
+            "occurrenceDateTime": "2025-10-15",
+            "performer": [{"actor": {"reference": "PractitionerRole/prr-pharm-lemoine"}}],
+            **extra,
+        }
+
+    masked = vaccination(
+        performer=[{"actor": {"reference": "PractitionerRole/prr-ide-bernard"}}],  # by the nurse
+        meta={"security": [{"system": "https://mos.esante.gouv.fr/NOS/TRE_A07-StatusVisibiliteDocument/FHIR/TRE-A07-StatusVisibiliteDocument",
+                            "code": "MASQUE_PS"}]}
+    )  # fmt: skip
+    repo = await env.internal_repository()
+    first = await repo.conditional_create("Immunization", masked, condition(PHARMACY_IDS, "v-1"))
+    assert first.created
+    rid = first.version.id
+    pharma = env.headers("pharma")
+    assert (await env.client.get(f"/Immunization/{rid}", headers=pharma)).status_code == 404
+    headers = {**pharma, **JSON, "If-None-Exist": condition(PHARMACY_IDS, "v-1")}
+    answer = await env.client.post("/Immunization", headers=headers, json=vaccination())
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["id"] != rid
+    assert sorted(await stored(env, "Immunization", PHARMACY_IDS, "v-1")) == sorted(
+        [rid, answer.json()["id"]]
+    )
+    assert [c["rid"] for c in await claims(env, "Immunization", PHARMACY_IDS, "v-1")] == [rid]
+
+
 async def test_destruction_releases_the_claims(env: PolicyEnv) -> None:
     """Last: it destroys pat-004's record."""
     pharma = {**env.headers("pharma"), **JSON}
