@@ -99,7 +99,8 @@ class ClaimOutcome:
 
     rid: str  # the id to create (when ``existing`` is None)
     existing: StoredVersion | None = None  # the resource the identifier already names: answer it
-    claimed: bool = False  # ``rid`` is the claim's: written with create_only, never "fresh"
+    claimed: bool = False  # ``rid`` is the claim's: written with create_only
+    won: bool = False  # this call made ``rid`` up (an adopted id may already be being written)
     key: str = ""
     claim_patient: str | None = None  # the patient the claim names (an adopter may differ)
 
@@ -616,7 +617,9 @@ class Repository:
         claims = self.store.claims
         for _ in range(10):
             claim = await claims.claim(rtype, key, str(uuid.uuid4()), patient)
-            outcome = ClaimOutcome(claim.rid, claimed=True, key=key, claim_patient=claim.patient)
+            outcome = ClaimOutcome(
+                claim.rid, claimed=True, won=claim.won, key=key, claim_patient=claim.patient
+            )
             if claim.won:
                 return outcome
             doc = await self.store.read_doc(rtype, {"_id": claim.rid})

@@ -356,7 +356,10 @@ async def _plan_writes(
         entry = by_index[view.index]
         if (view.rtype, view.rid) == (entry.rtype, entry.rid):
             post = entry.method == "POST"
-            fresh = post and entry.claim is None  # a claimed id may be known to a concurrent post
+            # An adopted id may be known to (being written by) a concurrent post: not "fresh".
+            # One this post's claim made up is claimed with the other new ids; a concurrent
+            # adopter that wrote it first fails the insert, and the attempt is planned again.
+            fresh = post and (entry.claim is None or entry.claim.won)
             write = TransactionWrite(
                 view.rtype, view.rid, view.resource, entry.if_match, post, fresh=fresh, validated=True
             )

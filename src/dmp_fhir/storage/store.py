@@ -435,14 +435,18 @@ class ResourceStore:
             await self.converge(rtype, rid)
 
     async def publish_fresh(self, rtype: str, docs: list[dict[str, Any]]) -> None:
-        """Publish versions 1 of ids only this transaction knows, in one insert (a re-run after
-        a crash finds some published already: those are replaced one by one)."""
+        """Publish versions 1 of ids this transaction made up, in one insert. Some may be
+        published already — by a re-run after a crash, or by a concurrent conditional create
+        that met an identifier this transaction claimed (its convergence publishes our committed
+        version): those are replaced one by one, each followed by the newer-version check, so a
+        version written since is never overwritten for good."""
         current = [{**{k: v for k, v in doc.items() if k != "_tx"}, "_id": doc["_rid"]} for doc in docs]
         try:
             await self.db[rtype].insert_many(current, ordered=False)
         except BulkWriteError:
             for doc in current:
                 await self._replace_current(rtype, doc["_id"], doc)
+                await self.settle_published(rtype, doc["_id"], int(doc["_v"]))
 
     async def publish_claimed(self, rtype: str, doc: dict[str, Any]) -> None:
         """Publish a version claimed by a committed transaction (its mark dropped)."""
