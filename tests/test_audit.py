@@ -183,7 +183,7 @@ async def test_chain_verifies_then_names_the_altered_event(env: PolicyEnv) -> No
     victim = await env.database.db["AuditEvent_history"].find_one({"_seq": 42})
     assert victim is not None
     await env.database.db["AuditEvent_history"].update_one(
-        {"_id": victim["_id"]}, {"$set": {"resource.outcome": "0", "resource.action": "C"}}
+        {"_id": victim["_id"]}, {"$set": {"resource": {**victim["resource"], "outcome": "0", "action": "C"}}}
     )
     report = await trail.verify()
     assert not report.ok

@@ -107,7 +107,10 @@ async def test_a_served_copy_altered_in_its_resource_is_reported(
     trail = AuditTrail(env.database, base_url=env.settings.base_url)
     entry = await emergency_access(env)
     served = env.database.db["AuditEvent"]
-    await served.update_one({"_id": entry["_rid"]}, {"$set": {"resource.outcome": "4", "_p_labels": ["X"]}})
+    copy = await served.find_one({"_id": entry["_rid"]})
+    assert copy is not None
+    altered = {**copy["resource"], "outcome": "4"}  # resources are stored packed (storage/packing.py)
+    await served.update_one({"_id": entry["_rid"]}, {"$set": {"resource": altered, "_p_labels": ["X"]}})
     report = await trail.verify()
     assert [(d.seq, d.problem) for d in report.served] == [
         (entry["_seq"], "the served copy differs from the log in _p_labels, resource")

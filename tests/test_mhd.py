@@ -17,6 +17,7 @@ import pytest_asyncio
 from pymongo import AsyncMongoClient
 
 from dmp_fhir.mhd import CONFIDENTIALITY, SourceDocument, provide_bundle, sha1_base64
+from dmp_fhir.storage.packing import TYPE_REGISTRY
 
 from .policy_env import PolicyEnv, policy_env
 
@@ -567,7 +568,8 @@ async def test_a_20_mb_document_round_trips_through_the_content_store(env: Polic
     response = await post(env, bundle)
     assert response.status_code == 200, response.text[:500]
     bin_id = locations(response)["Binary"][0]
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(env.settings.mongodb_url)
+    url = env.settings.mongodb_url
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, type_registry=TYPE_REGISTRY)
     try:
         db = client[env.settings.db]
         stored = await db["Binary"].find_one({"_id": bin_id})

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.requests import Request
 
 from dmp_fhir.auth.jwks import JwksUnavailable, RemoteJwks
 from dmp_fhir.auth.signing import public_jwk
 from dmp_fhir.auth.tokens import TokenVerifier
 from dmp_fhir.config import Settings
+from dmp_fhir.policy.access import TokenAccess
+from dmp_fhir.policy.matrix import load_matrix
 
 from .auth_helpers import IDP, make_paths, make_verifier, mint, private_jwk, refused
 
@@ -111,3 +116,33 @@ def test_verifier_uses_the_jwks_url_setting(paths: dict[str, Path]) -> None:
     )
     verifier = TokenVerifier(settings)
     assert verifier.remote_jwks is not None and "127.0.0.1:9" in verifier.remote_jwks.source
+
+
+@pytest.mark.asyncio
+async def test_a_jwks_fetch_never_stalls_the_event_loop(paths: dict[str, Path]) -> None:
+    """Fetching the provider's keys may take the whole HTTP timeout: it runs in a worker thread,
+    and every other request goes on meanwhile."""
+    remote = private_jwk(ec.generate_private_key(ec.SECP256R1()), "remote-1")
+    release = threading.Event()
+
+    def slow_fetch() -> Any:
+        release.wait(5)
+        return {"keys": [public_jwk(remote)]}
+
+    verifier = make_verifier(paths)
+    verifier.remote_jwks = RemoteJwks(slow_fetch, "slow provider")
+    header = mint({"fhirUser": "Patient/pat-001"}, key=remote)
+    assert verifier.may_block(header)
+    assert not verifier.may_block(mint({"fhirUser": "Patient/pat-001"}))  # a key of the JWKS file
+    assert not verifier.may_block("Bearer not-a-token") and not verifier.may_block(None)
+    access = TokenAccess(verifier, None, load_matrix(), None)  # type: ignore[arg-type]
+    scope = {"type": "http", "method": "GET", "path": "/fhir/Patient", "query_string": b"",
+             "headers": [(b"authorization", header.encode())]}  # fmt: skip
+    pending = asyncio.create_task(access.policy_for(Request(scope)))
+    for _ in range(5):
+        await asyncio.sleep(0.01)  # the loop keeps turning while the keys are fetched
+    assert not pending.done()
+    release.set()
+    policy = await pending
+    assert policy.caller.patient == "pat-001"
+    assert not verifier.may_block(header)  # fetched once: no more I/O for this key

@@ -53,11 +53,15 @@ def ensure_ferretdb_binary(repo_root: Path | None = None) -> Path:
             raise RuntimeError(f"DMP_FHIR_FERRETDB_BIN={override} is not an executable file")
         return Path(override)
     root = repo_root or Path(__file__).resolve().parents[2]
-    binary, source = root / ".cache" / "bin" / "ferretdb", root / "tools" / "ferretdb"
-    if binary.exists():
-        return binary
+    source = root / "tools" / "ferretdb"
     if not (source / "main.go").exists():
         raise RuntimeError(f"no {source}/main.go: use a checkout, or set DMP_FHIR_FERRETDB_BIN")
+    # Named after its sources: a change to main.go or go.mod builds a new binary, never reuses
+    # a stale one.
+    digest = hashlib.sha256(b"".join((source / n).read_bytes() for n in ("main.go", "go.mod", "go.sum")))
+    binary = root / ".cache" / "bin" / f"ferretdb-{digest.hexdigest()[:12]}"
+    if binary.exists():
+        return binary
     go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
     if go is None:
         raise RuntimeError("FerretDB is not built and Go is not installed: install Go >= 1.22"

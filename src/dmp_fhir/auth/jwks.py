@@ -94,6 +94,14 @@ class RemoteJwks:
         #: How many times the set was fetched (tests and logs read it).
         self.fetches = 0
 
+    def fetch_due(self, kid: str) -> bool:
+        """Whether ``key(kid)`` would fetch the set now (the caller then runs it off the event
+        loop: a fetch may take the whole HTTP timeout)."""
+        age = self._clock() - self._fetched_at
+        if self._keys is None or age >= self.lifespan:
+            return True
+        return kid not in self._keys and age >= self.refresh_interval
+
     def key(self, kid: str) -> VerificationKey | None:
         """The key named ``kid``, or None when the provider does not publish it (now)."""
         with self._lock:

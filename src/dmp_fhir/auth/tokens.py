@@ -116,6 +116,16 @@ class TokenVerifier:
                 "or DMP_FHIR_DEV_MODE): every request will be refused."
             )
 
+    def may_block(self, authorization: str | None) -> bool:
+        """Whether verifying this header may fetch the provider's JWKS (network I/O)."""
+        if self.remote_jwks is None or not authorization:
+            return False
+        try:
+            kid = jwt.get_unverified_header(authorization.partition(" ")[2].strip()).get("kid")
+        except Exception:  # a malformed token is refused by verify() without any fetch
+            return False
+        return isinstance(kid, str) and kid not in self._file_keys and self.remote_jwks.fetch_due(kid)
+
     def verify(self, authorization: str | None) -> Caller:
         token = self._bearer(authorization)
         try:

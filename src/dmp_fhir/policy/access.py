@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from starlette.requests import Request
@@ -19,6 +20,10 @@ from .senders import acting_professional
 
 class Authenticator(Protocol):
     def verify(self, authorization: str | None) -> Caller: ...
+
+    def may_block(self, authorization: str | None) -> bool:
+        """True when ``verify`` may wait on the network (it then runs in a worker thread)."""
+        ...
 
 
 class AccessControl(Protocol):
@@ -40,7 +45,12 @@ class TokenAccess:
 
     async def policy_for(self, request: Request) -> AccessPolicy:
         try:
-            caller = self.authenticator.verify(request.headers.get("authorization"))
+            header = request.headers.get("authorization")
+            if self.authenticator.may_block(header):
+                # Fetching the provider's keys must not stall every other request.
+                caller = await asyncio.to_thread(self.authenticator.verify, header)
+            else:
+                caller = self.authenticator.verify(header)
         except Unauthorized as exc:
             # Refused logins are part of the trail too (no patient is known yet).
             await self.audit.record(

@@ -12,6 +12,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from .audit_copies import compare, served_form
 from .database import Database
+from .packing import pack
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class AuditLog:
     async def append(self, chained: list[dict[str, Any]]) -> None:
         """Insert into the log in order; ChainConflict if a ``_seq`` was taken meanwhile."""
         try:
-            await self.db[LOG].insert_many(chained, ordered=True)
+            await self.db[LOG].insert_many([pack(doc) for doc in chained], ordered=True)
         except BulkWriteError as exc:
             raise ChainConflict(int(exc.details.get("nInserted", 0))) from None
         except DuplicateKeyError:
@@ -93,7 +94,7 @@ class AuditLog:
         if not chained:
             return
         try:
-            await self.db[SERVED].insert_many([served_form(doc) for doc in chained], ordered=False)
+            await self.db[SERVED].insert_many([pack(served_form(doc)) for doc in chained], ordered=False)
         except BulkWriteError as exc:
             # A start-up repair in another process copied it from the log first: same content.
             if not _only_duplicates(exc):
@@ -113,7 +114,7 @@ class AuditLog:
             if doc is None:
                 break  # a gap in the log: for ``dmp-fhir audit verify`` to report
             try:
-                await self.db[SERVED].insert_one(served_form(doc))
+                await self.db[SERVED].insert_one(pack(served_form(doc)))
                 copied += 1
             except DuplicateKeyError:
                 pass  # a copy under that id exists (without a _seq of its own: ``repair`` fixes it)
@@ -155,12 +156,12 @@ class AuditLog:
                 continue
             if copy is None:
                 try:
-                    await self.db[SERVED].insert_one(served_form(doc))
+                    await self.db[SERVED].insert_one(pack(served_form(doc)))
                 except DuplicateKeyError:  # the writer served it meanwhile (same content)
                     continue
                 result.restored.append(int(doc["_seq"]))
             else:
-                await self.db[SERVED].replace_one({"_id": doc["_rid"]}, served_form(doc))
+                await self.db[SERVED].replace_one({"_id": doc["_rid"]}, pack(served_form(doc)))
                 result.rewritten.append(int(doc["_seq"]))
 
     async def in_order(self) -> AsyncIterator[dict[str, Any]]:

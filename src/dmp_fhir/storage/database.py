@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.monitoring import CommandListener
 
+from .packing import TYPE_REGISTRY
 from .shapes import index_models
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Database:
             tz_aware=True,
             serverSelectionTimeoutMS=10_000,
             uuidRepresentation="standard",
+            type_registry=TYPE_REGISTRY,  # packed resources read back as dicts (packing.py)
             event_listeners=list(listeners),
         )
         self.db: AsyncDatabase[dict[str, Any]] = self.client[name]

@@ -36,6 +36,7 @@ from .claims import IdentifierClaims
 from .content import ContentStore
 from .database import Database
 from .journal import TransactionJournal
+from .packing import pack
 
 #: Called with the current stored document (or None) before a version is written; raising
 #: refuses the write. It runs again on every retry, so it always judges the latest state.
@@ -255,7 +256,7 @@ class ResourceStore:
                 return doc
             version = doc["_v"]
             try:
-                await history_coll.insert_one({**doc, "_id": f"{rid}/{version}"})
+                await history_coll.insert_one(pack({**doc, "_id": f"{rid}/{version}"}))
             except DuplicateKeyError:
                 # Another writer took this version, or a crash left history ahead: repair, retry.
                 await self.converge(rtype, rid)
@@ -359,7 +360,7 @@ class ResourceStore:
                     raise result
             for rtype, docs in fresh_docs.items():
                 try:
-                    await self.db[f"{rtype}_history"].insert_many(docs, ordered=True)
+                    await self.db[f"{rtype}_history"].insert_many([pack(d) for d in docs], ordered=True)
                 except BulkWriteError:
                     raise Conflict("A server-assigned id is already taken; send again.") from None
             if time.monotonic() > deadline:  # past it, the sweep may already have aborted us
@@ -442,7 +443,7 @@ class ResourceStore:
         version written since is never overwritten for good."""
         current = [{**{k: v for k, v in doc.items() if k != "_tx"}, "_id": doc["_rid"]} for doc in docs]
         try:
-            await self.db[rtype].insert_many(current, ordered=False)
+            await self.db[rtype].insert_many([pack(d) for d in current], ordered=False)
         except BulkWriteError:
             for doc in current:
                 await self._replace_current(rtype, doc["_id"], doc)
@@ -497,7 +498,7 @@ class ResourceStore:
     async def _replace_current(self, rtype: str, rid: str, doc: dict[str, Any]) -> None:
         for _ in range(MAX_WRITE_ATTEMPTS):
             try:
-                await self.db[rtype].replace_one({"_id": rid}, doc, upsert=True)
+                await self.db[rtype].replace_one({"_id": rid}, pack(doc), upsert=True)
                 return
             except DuplicateKeyError:
                 # Concurrent upserts of a new _id: the document exists now; replace it.
