@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import BadRequest, FhirError, NotFound, Unprocessable, located
+from ..errors import BadRequest, Conflict, FhirError, NotFound, Unprocessable, located
 from ..feeds import check_structured_feed, is_structured_feed
 from ..identifiers import claimed_identifier
 from ..mhd import (
@@ -74,8 +74,8 @@ async def run_transaction(
             try:
                 await _plan_and_write(repo, entries, base)
                 break
-            except FhirError:
-                if time.monotonic() > deadline or not await _lost_a_claim(repo, entries):
+            except FhirError as exc:
+                if time.monotonic() > deadline or not await _lost_a_claim(repo, entries, exc):
                     raise
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.5)
@@ -160,11 +160,17 @@ def _retarget(value: Any, moved: dict[str, str]) -> Any:
     }
 
 
-async def _lost_a_claim(repo: Repository, entries: list[PlannedEntry]) -> bool:
-    """After a failed attempt (rolled back: nothing of ours remains), whether another post now
-    holds an id this attempt had claimed."""
+async def _lost_a_claim(repo: Repository, entries: list[PlannedEntry], exc: FhirError) -> bool:
+    """After a failed attempt (rolled back: nothing of ours remains), whether it failed for a
+    race over a claimed id — a conflict, or a refusal of the entry that wrote it — that another
+    post now holds. Any other failure stands at once."""
+    failed = " ".join(x for issue in exc.issues for x in issue.expression)
     for entry in entries:
-        if entry.claim is not None and await repo.identifier_taken(entry.rtype, entry.claim.rid):
+        if entry.claim is None:
+            continue
+        if not isinstance(exc, Conflict) and f"Bundle.entry[{entry.index}]" not in failed:
+            continue
+        if await repo.identifier_taken(entry.rtype, entry.claim.rid):
             return True
     return False
 
