@@ -89,10 +89,10 @@ async def main() -> None:
                 ),
                 "Observation?patient&value-quantity": (
                     lambda p, code: {"patient": f"Patient/p{p}", "value-quantity": f"gt5.1|{UCUM}|mmol/L"},
-                    lambda p, code: {
+                    lambda p, code: {  # mmol/L is searched in its canonical unit (search/ucum.py)
                         "_s_patient": f"Patient/p{p}",
-                        "_s_value_quantity": {"$gt": 5.1},
-                        "_s_value_quantity_unit": f"{UCUM}|mmol/L",
+                        "_s_value_quantity_canon": {"$gt": 5.1},
+                        "_s_value_quantity_canon_unit": "mmol/L",
                     },
                 ),
             }

@@ -181,7 +181,9 @@ async def test_definitions_need_a_token_and_nothing_more(env: PolicyEnv) -> None
 async def test_definitions_read_and_search(env: PolicyEnv) -> None:
     kine = env.headers("kine")
     everything = (await env.client.get("/StructureDefinition", headers=kine)).json()
-    assert everything["total"] == 16  # 8 document-side profiles, dmp-folder, 7 for structured data
+    # 8 document-side profiles, dmp-folder, 7 for structured data, and the local statements of
+    # the 5 FR Core profiles these derive from (profiles/fr-core/)
+    assert everything["total"] == 21
     by_url = (
         await env.client.get("/ValueSet", headers=kine, params={"url": f"{VS}/dmp-security-label"})
     ).json()

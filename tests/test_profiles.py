@@ -24,6 +24,15 @@ BASE = "https://dmp-fhir.example.org/fhir"
 SD = f"{BASE}/StructureDefinition"
 
 CONF = default_conformance()
+FR_CORE = "https://hl7.fr/ig/fhir/core"
+#: The DMP profiles built on an FR Core profile, and that parent (profiles/fr-core/).
+FR_CORE_PARENTS = {
+    "dmp-allergyintolerance": "fr-core-allergy-intolerance",
+    "dmp-condition": "fr-core-condition",
+    "dmp-immunization": "fr-core-immunization",
+    "dmp-medicationdispense": "fr-core-medication-dispense",
+    "dmp-medicationstatement": "fr-core-medication-statement",
+}
 
 
 def _samples() -> dict[str, dict[str, Any]]:
@@ -65,11 +74,13 @@ def test_the_shipped_conformance_resources_load_and_are_valid_r4() -> None:
         "dmp-immunization",
         "dmp-allergyintolerance",
         "dmp-condition",
+        *FR_CORE_PARENTS.values(),
     }
     for rtype, by_id in CONF.resources.items():
         for rid, resource in by_id.items():
             get_fhir_model_class(rtype).model_validate(resource)
-            assert resource["url"] == f"{BASE}/{rtype}/{rid}"
+            base = FR_CORE if rid in FR_CORE_PARENTS.values() else BASE
+            assert resource["url"] == f"{base}/{rtype}/{rid}"
 
 
 def test_every_value_set_expands_and_the_sections_include_occupational_health() -> None:

@@ -49,6 +49,12 @@ BUDGET = {
     "iti65": 48,
     # Patient; current Consent; history; current copy; newer version?; audit (2)
     "dmp-access": 7,
+    # a first conditional create on its identifier (If-None-Exist): the search (the caller's
+    # roles ∥ closed records ∥ patients they treat ∥ consents naming them; the match; audit (2)),
+    # then the identifier claim; the current copy (a claimed id may be known to a concurrent
+    # post: not "fresh"); the patient's facts (3); history; current copy; a newer version?;
+    # audit (2). The claim costs one command, not being "fresh" two.
+    "conditional-create": 17,
     # 10 DocumentReferences + their 10 Binaries (PUT, client ids): facts (4); per entry its
     # current copy, its history insert, its publication, its mark dropped and a newer-version
     # check; per Binary its owner; journal (4); audit (2)
@@ -157,6 +163,22 @@ async def test_budgets(counted: Any) -> None:
             json=access("grant", "Practitioner/pra-kine-girard"),
             headers=env.patient("pat-001"),
         ),
+    )
+    condition = {
+        "resourceType": "Condition",
+        "identifier": [{"system": "urn:oid:1.2.250.1.999.7", "value": uuid.uuid4().hex}],
+        "clinicalStatus": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+            ]
+        },
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10"}]},
+        "subject": {"reference": "Patient/pat-001"},
+        "recorder": {"reference": AUTHOR},
+    }
+    token = f"identifier=urn:oid:1.2.250.1.999.7|{condition['identifier'][0]['value']}"
+    seen["conditional-create"] = await count(
+        env, commands, http.post("/Condition", json=condition, headers={**gp, "If-None-Exist": token})
     )
     entries = []
     for i in range(10):

@@ -386,7 +386,7 @@ def test_registry_shape() -> None:
 def test_every_path_compiles_and_fields_never_collide(rtype: str) -> None:
     suffixes = {"token": ("", "_text", "_oftype"), "string": ("", "_exact", "_norm"),
                 "date": ("_lo", "_hi"), "reference": ("", "_identifier"), "uri": ("",),
-                "number": ("",), "quantity": ("", "_unit")}  # fmt: skip
+                "number": ("",), "quantity": ("", "_unit", "_canon", "_canon_unit")}  # fmt: skip
     seen: dict[str, str] = {}
     for name, param in params_for(rtype).items():
         assert param.name == name and param.resource_type == rtype
@@ -444,5 +444,35 @@ def test_a_quantity_is_stored_as_its_number_and_its_unit_tokens() -> None:
     out = extract_search_fields("Observation", obs)
     assert out["_s_value_quantity"] == [5.3]
     assert out["_s_value_quantity_unit"] == ["mmol/L", "http://unitsofmeasure.org|mmol/L", "mmol/l"]
+    assert out["_s_value_quantity_canon"] == [5.3] and out["_s_value_quantity_canon_unit"] == ["mmol/L"]
     no_value = extract_search_fields("Observation", {"valueQuantity": {"unit": "mmol/L"}})
     assert "_s_value_quantity" not in no_value and "_s_value_quantity_unit" not in no_value
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "canonical", "unit"),
+    [
+        (95, "mg/dL", 0.95, "g/L"),
+        (1.2, "g/L", 1.2, "g/L"),
+        (13.5, "g/dL", 135.0, "g/L"),
+        (4, "mg/L", 0.004, "g/L"),
+        (80, "umol/L", 0.08, "mmol/L"),
+        (5.3, "mol/m3", 5.3, "mmol/L"),
+    ],
+)
+def test_a_ucum_quantity_of_the_set_is_also_stored_in_its_canonical_unit(
+    value: float, code: str, canonical: float, unit: str
+) -> None:
+    obs = {"valueQuantity": {"value": value, "system": "http://unitsofmeasure.org", "code": code}}
+    out = extract_search_fields("Observation", obs)
+    assert out["_s_value_quantity_canon"] == [canonical] and out["_s_value_quantity_canon_unit"] == [unit]
+
+
+def test_other_units_get_no_canonical_value() -> None:
+    for quantity in (
+        {"value": 72, "system": "http://unitsofmeasure.org", "code": "/min"},  # not in the set
+        {"value": 95, "code": "mg/dL"},  # no system: not known to be UCUM
+        {"value": 95, "system": "urn:oid:1.2.3", "code": "mg/dL"},
+    ):
+        out = extract_search_fields("Observation", {"valueQuantity": quantity})
+        assert "_s_value_quantity_canon" not in out and "_s_value_quantity_canon_unit" not in out

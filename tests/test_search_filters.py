@@ -164,9 +164,23 @@ def test_numbers() -> None:
 def test_quantities() -> None:
     q = SearchParam("value-quantity", "quantity", "Observation", ("valueQuantity",))
     assert build_param_filter(q, None, "5.4") == {"_s_value_quantity": {"$gte": 5.35, "$lt": 5.45}}
+    # a UCUM unit of the conversion set: searched in its dimension's canonical unit
     assert build_param_filter(q, None, "gt5.1|http://unitsofmeasure.org|mmol/L") == {
+        "_s_value_quantity_canon": {"$gt": 5.1},
+        "_s_value_quantity_canon_unit": "mmol/L",
+    }
+    assert build_param_filter(q, None, "100|http://unitsofmeasure.org|mg/dL") == {
+        "_s_value_quantity_canon": {"$gte": 0.995, "$lt": 1.005},
+        "_s_value_quantity_canon_unit": "g/L",
+    }
+    assert build_param_filter(q, None, "ne5|http://unitsofmeasure.org|umol/L") == {
+        "$or": [{"_s_value_quantity_canon": {"$lt": 0.0045}}, {"_s_value_quantity_canon": {"$gte": 0.0055}}],
+        "_s_value_quantity_canon_unit": "mmol/L",
+    }
+    # any other unit (or a UCUM code outside the set, or no system) is matched as written
+    assert build_param_filter(q, None, "gt5.1|http://unitsofmeasure.org|/min") == {
         "_s_value_quantity": {"$gt": 5.1},
-        "_s_value_quantity_unit": "http://unitsofmeasure.org|mmol/L",
+        "_s_value_quantity_unit": "http://unitsofmeasure.org|/min",
     }
     assert build_param_filter(q, None, "139||mmol/L") == {
         "_s_value_quantity": {"$gte": 138.5, "$lt": 139.5},

@@ -80,6 +80,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, str], dict[str, str]]] = {
             "identifier": [{"system": PHARMACY_IDS, "value": "crud-disp"}],
             "status": "completed",
             "medicationCodeableConcept": {"text": "AMOXICILLINE 1 g"},
+            "quantity": {"value": 1, "unit": "boîte", "system": UCUM, "code": "{box}"},  # FR Core: 1..1
             "subject": {"reference": "Patient/pat-004"},
             "performer": [{"actor": GP_AUTHOR}],
             "whenHandedOver": "2025-01-08T10:00:00+01:00",
@@ -213,6 +214,103 @@ async def test_validate_covers_the_structured_profiles(env: PolicyEnv) -> None:
         profiles["Immunization"] == "https://dmp-fhir.example.org/fhir/StructureDefinition/dmp-immunization"
     )
     assert {"Observation", "DiagnosticReport", "MedicationDispense", "Condition"} <= set(profiles)
+
+
+async def test_value_quantity_search_converts_the_documented_ucum_units(env: PolicyEnv) -> None:
+    """Glucose reported in g/L, mg/dL and mmol/L by different laboratories: a search in one unit
+    of a dimension finds the values stored in the others (search/ucum.py)."""
+    gp = env.headers("gp_martin")
+    made: dict[str, str] = {}
+    for name, value, code in (("gL", 0.95, "g/L"), ("mgdL", 110, "mg/dL"), ("mmolL", 5.3, "mmol/L")):
+        resource = {
+            "resourceType": "Observation",
+            **copy.deepcopy(EXAMPLES["Observation"][0]),
+            "category": [cc("http://terminology.hl7.org/CodeSystem/observation-category", "laboratory")],
+            "code": cc("http://loinc.org", "2339-0"),
+            "valueQuantity": {"value": value, "unit": code, "system": UCUM, "code": code},
+        }
+        created = await env.client.post("/Observation", headers={**gp, **JSON}, json=resource)
+        assert created.status_code == 201, created.text
+        made[name] = created.json()["id"]
+
+    async def found(value: str) -> set[str]:
+        params = {"patient": "pat-004", "code": "http://loinc.org|2339-0", "value-quantity": value}
+        answer = await env.client.get("/Observation", headers=gp, params=params)
+        assert answer.status_code == 200, answer.text
+        return {e["resource"]["id"] for e in answer.json().get("entry", [])}
+
+    names = {v: k for k, v in made.items()}
+    assert {names[i] for i in await found(f"ge1|{UCUM}|g/L")} == {"mgdL"}  # 110 mg/dL = 1.10 g/L
+    assert {names[i] for i in await found(f"95|{UCUM}|mg/dL")} == {"gL"}  # 0.95 g/L = 95 mg/dL
+    assert {names[i] for i in await found(f"lt100|{UCUM}|mg/dL")} == {"gL"}
+    assert {names[i] for i in await found(f"5300|{UCUM}|umol/L")} == {"mmolL"}
+    assert {names[i] for i in await found(f"gt5|{UCUM}|mmol/L")} == {"mmolL"}
+    # another dimension, or a unit searched without its system, is matched as written
+    assert await found(f"gt0|{UCUM}|mmol/L") == {made["mmolL"]}
+    assert {names[i] for i in await found("110||mg/dL")} == {"mgdL"}
+    assert await found("0.95||mg/dL") == set()
+
+
+async def test_loading_an_unchanged_resource_again_reindexes_it(env: PolicyEnv) -> None:
+    """A database written before the unit conversion existed: ``dmp-fhir load`` of the same
+    samples adds no version but gives the current copies the search fields they lack."""
+    db = env.database.db
+    before = await db["Observation"].find_one({"_id": "obs-004-k"})
+    assert before is not None and before["_s_value_quantity_canon_unit"] == ["mmol/L"]
+    await db["Observation"].update_one(
+        {"_id": "obs-004-k"}, {"$unset": {"_s_value_quantity_canon": "", "_s_value_quantity_canon_unit": ""}}
+    )
+    repo = await env.internal_repository()
+    again = await repo.update("Observation", "obs-004-k", before["resource"], skip_unchanged=True)
+    assert not again.version.changed and again.version.version == before["_v"]
+    after = await db["Observation"].find_one({"_id": "obs-004-k"})
+    assert after == before
+
+
+FR_CORE_CONDITION = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-condition"
+DMP_CONDITION = "https://dmp-fhir.example.org/fhir/StructureDefinition/dmp-condition"
+
+
+async def test_fr_core_constraints_apply_on_write_and_in_validate(env: PolicyEnv) -> None:
+    """dmp-condition derives from FR Core's Condition profile: FR Core's clinicalStatus 1..1, which
+    the DMP profile does not restate, refuses the write (422 naming FR Core) and $validate reports
+    it; declaring the FR Core profile alone escapes nothing; the CapabilityStatement lists ours."""
+    gp = {**env.headers("gp_martin"), **JSON}
+    resource = {"resourceType": "Condition", **copy.deepcopy(EXAMPLES["Condition"][0])}
+    resource["identifier"] = [{"system": LAB_IDS, "value": "fr-core-1"}]
+    del resource["clinicalStatus"]
+    refused = await env.client.post("/Condition", headers=gp, json=resource)
+    assert refused.status_code == 422, refused.text
+    outcome = refused.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert any(
+        FR_CORE_CONDITION in i["diagnostics"] and i.get("expression") == ["Condition.clinicalStatus"]
+        for i in outcome["issue"]
+    ), outcome
+    assert await count_identifier(env, "Condition", f"{LAB_IDS}|fr-core-1") == 0
+    validated = await env.client.post("/Condition/$validate", headers=gp, json=resource)
+    assert validated.status_code == 200
+    assert any(FR_CORE_CONDITION in i["diagnostics"] for i in validated.json()["issue"])
+    # meta.profile naming FR Core: still the DMP profile and its parent (recorder is the DMP's rule)
+    declared = {**resource, "meta": {"profile": [FR_CORE_CONDITION]}}
+    del declared["recorder"]
+    both = await env.client.post("/Condition/$validate", headers=gp, json=declared)
+    diagnostics = " ".join(i["diagnostics"] for i in both.json()["issue"])
+    assert FR_CORE_CONDITION in diagnostics and f"{DMP_CONDITION}, rule Condition.recorder" in diagnostics
+    only_fr_core = await env.client.post(
+        "/Condition/$validate", headers=gp, json=resource, params={"profile": FR_CORE_CONDITION}
+    )
+    assert only_fr_core.status_code == 400  # a partial statement of FR Core is no profile to claim
+    valid = await env.client.post(
+        "/Condition/$validate", headers=gp, json={"resourceType": "Condition", **EXAMPLES["Condition"][0]}
+    )
+    message = valid.json()["issue"][0]["diagnostics"]
+    assert f"{DMP_CONDITION} based on {FR_CORE_CONDITION}" in message, message
+    capability = (await env.client.get("/metadata")).json()
+    entry = next(r for r in capability["rest"][0]["resource"] if r["type"] == "Condition")
+    assert entry["profile"] == DMP_CONDITION and entry["supportedProfile"] == [DMP_CONDITION]
+    definition = await env.client.get("/StructureDefinition/fr-core-condition", headers=gp)
+    assert definition.status_code == 200 and definition.json()["url"] == FR_CORE_CONDITION
 
 
 # -- pharmacy feeds ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from .errors import (
     PreconditionFailed,
     Unprocessable,
 )
+from .identifiers import claimed_identifier, patient_of_resource
 from .jsonpatch import PatchError, apply_patch
 from .mhd import Entry, check_find_documents, check_plain_document, externalize_inline_content
 from .pdsm import IS_ARCHIVED_EXTS, canonical_extensions
@@ -48,6 +50,7 @@ from .search.engine import SearchEngine, SearchRequest, SearchResult, eq_or_in, 
 from .search.extract import extract_search_fields
 from .search.indexes import check_field_sizes
 from .storage import ResourceStore, StoredVersion
+from .storage.claims import claim_key
 from .storage.content import ContentStore
 from .storage.store import PlannedWrite, WriteGuard
 from .validation import check_resource
@@ -88,6 +91,18 @@ def resource_type(name: str) -> ResourceType:
 class WriteResult:
     version: StoredVersion
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimOutcome:
+    """What an identifier claim decided for a conditional create (see ``claim_identifier``)."""
+
+    rid: str  # the id to create (when ``existing`` is None)
+    existing: StoredVersion | None = None  # the resource the identifier already names: answer it
+    claimed: bool = False  # ``rid`` is the claim's: written with create_only
+    won: bool = False  # this call made ``rid`` up (an adopted id may already be being written)
+    key: str = ""
+    claim_patient: str | None = None  # the patient the claim names (an adopter may differ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +455,7 @@ class Repository:
         return guard
 
     async def _write_document(
-        self, resource: dict[str, Any], *, create: bool, if_match: int | None
+        self, resource: dict[str, Any], *, create: bool, if_match: int | None, fresh: bool = False
     ) -> StoredVersion | None:
         """A plain create/update of a DocumentReference runs ITI-65's document rules (mhd.py):
         inline content is checked (size, SHA-1) and moved to a Binary bound to the document,
@@ -456,7 +471,7 @@ class Repository:
             return None
         writes = [
             TransactionWrite(
-                "DocumentReference", rid, resource, if_match, create, fresh=create, validated=True
+                "DocumentReference", rid, resource, if_match, create, fresh=fresh, validated=True
             ),
             *(
                 TransactionWrite(e.rtype, e.rid, e.resource, None, True, fresh=True, validated=True)
@@ -519,7 +534,7 @@ class Repository:
             new_id = rid or str(uuid.uuid4())
             resource = {**resource, "id": new_id}
             if rtype.name == "DocumentReference":
-                done = await self._write_document(resource, create=True, if_match=None)
+                done = await self._write_document(resource, create=True, if_match=None, fresh=fresh)
                 if done is not None:
                     return WriteResult(done, created=True)
             fields = await self._fields(rtype.name, resource)
@@ -539,6 +554,100 @@ class Repository:
             if not fresh:
                 await self._refresh_dependents(rtype.name, new_id)
             return WriteResult(_with_data(stored, resource), created=True)
+
+    # -- conditional create: one resource per business identifier ---------------------
+
+    async def conditional_create(self, type_name: str, body: Any, condition: str) -> WriteResult:
+        """``POST`` with ``If-None-Exist`` (or a batch entry's ``ifNoneExist``): the one resource
+        matching ``condition`` (200, nothing written), else a new one (201).
+
+        When the condition is the resource's own ``identifier=system|value``, an identifier claim
+        decides (storage/claims.py): of concurrent first posts exactly one is stored and every
+        other one answers with it, as a later re-post does. A post that meets the claimed id
+        being written by a running transaction waits for it (at most the transaction timeout).
+        """
+        existing = await self.conditional_match(type_name, condition)
+        if existing is not None:
+            return WriteResult(existing, created=False)
+        rtype = resource_type(type_name)
+        token = claimed_identifier(rtype.name, condition, body)
+        if token is None:
+            return await self.create(rtype.name, body)
+        self._writable(rtype)
+        async with self._audited("create", rtype.name) as record:
+            await self.declare_sender([body])
+            self.policy.require(rtype.name, "c")
+            resource = self.checked(body, rtype.name)  # an invalid body claims nothing
+            deadline = time.monotonic() + self.settings.transaction_timeout_seconds + 1
+            pause = 0.02
+            while True:
+                outcome = await self.claim_identifier(rtype.name, token, resource)
+                if outcome.existing is not None:
+                    record.interaction = "read"  # the caller is answered, not creating
+                    return WriteResult(outcome.existing, created=False)
+                if not outcome.claimed:  # the identifier's resource is hidden from the caller
+                    return await self.create(rtype.name, body)
+                try:
+                    result = await self.create(rtype.name, body, rid=outcome.rid)
+                except FhirError:
+                    # Lost the race for the claimed id (another post wrote it, or a transaction
+                    # is writing it): claim again, which now answers that resource. A refusal
+                    # of our own (nobody holds the id) stands.
+                    taken = await self.identifier_taken(rtype.name, outcome.rid)
+                    if not taken or time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.5)
+                    continue
+                await self.settle_claim(rtype.name, outcome, result.version.resource)
+                return result
+
+    async def claim_identifier(self, rtype: str, token: str, resource: dict[str, Any]) -> ClaimOutcome:
+        """Claim ``token`` for a new ``rtype`` (storage/claims.py).
+
+        The claim names the id to create — a new one, or an earlier claimer's that nothing holds
+        yet (adopted: a crashed or refused post blocks nothing). When the id already holds a live
+        resource carrying the identifier, that resource is the answer if the caller may see it;
+        if not, the caller's resource is created apart, unclaimed (a refusal would tell them
+        the hidden resource exists). A claim naming a deleted resource, or one that no longer
+        carries the identifier, is stale: dropped, and claimed again.
+        """
+        key = claim_key(rtype, token)
+        patient = patient_of_resource(rtype, resource, self.matrix)
+        claims = self.store.claims
+        for _ in range(10):
+            claim = await claims.claim(rtype, key, str(uuid.uuid4()), patient)
+            outcome = ClaimOutcome(
+                claim.rid, claimed=True, won=claim.won, key=key, claim_patient=claim.patient
+            )
+            if claim.won:
+                return outcome
+            doc = await self.store.read_doc(rtype, {"_id": claim.rid})
+            if doc is None:
+                return outcome
+            if doc.get("_deleted") or token not in (doc.get("_s_identifier") or ()):
+                await claims.release(key, claim.rid)
+                continue
+            pid = doc.get("_p_patient")
+            await self.policy.prepare({pid} if isinstance(pid, str) else set())
+            if not await self._visible(rtype, doc):
+                return ClaimOutcome(str(uuid.uuid4()))
+            self._note(rtype, doc)
+            return ClaimOutcome(claim.rid, existing=StoredVersion.from_doc(rtype, doc))
+        raise Conflict("Too many concurrent creations with this identifier; try again.", code="lock-error")
+
+    async def settle_claim(self, rtype: str, outcome: ClaimOutcome, resource: dict[str, Any] | None) -> None:
+        """After writing an adopted id about another patient than its first claimer named: the
+        claim follows the resource (destroying that patient releases it)."""
+        if not outcome.claimed or resource is None:
+            return
+        patient = patient_of_resource(rtype, resource, self.matrix)
+        if patient != outcome.claim_patient:
+            await self.store.claims.set_patient(outcome.key, outcome.rid, patient)
+
+    async def identifier_taken(self, rtype: str, rid: str) -> bool:
+        """Whether any version of ``rtype/rid`` exists, published or claimed by a transaction."""
+        return await self.store.newest_history(rtype, check_id(rid)) is not None
 
     async def update(
         self,

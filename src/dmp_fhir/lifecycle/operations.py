@@ -358,11 +358,12 @@ class LifecycleOperations:
             return await self._destroy_patient(pid)
 
     async def _destroy_patient(self, pid: str) -> dict[str, int]:
-        """Remove every version of everything about the patient, then the INS claim and the
-        record. The record is marked ``destroying`` first (professionals are refused from
-        then on); the Patient goes last, so a crash midway leaves a record that a re-run (or
-        ``dmp-fhir purge``, which finishes ``destroying`` records) completes. AuditEvents
-        stay: they hold references and codes, never content (README, "Destruction")."""
+        """Remove every version of everything about the patient, then the INS claim, the
+        identifier claims and the record. The record is marked ``destroying`` first
+        (professionals are refused from then on); the Patient goes last, so a crash midway
+        leaves a record that a re-run (or ``dmp-fhir purge``, which finishes ``destroying``
+        records) completes. AuditEvents stay: they hold references and codes, never content
+        (README, "Destruction")."""
         records = DmpRecords(self.repo.store.database)
         current = await records.get(pid) or {}
         await records.put(pid, {**{k: v for k, v in current.items() if k != "_id"}, "status": "destroying"})
@@ -390,6 +391,7 @@ class LifecycleOperations:
         await self.repo.store.purge_content(sorted(binaries))
         counts["Patient"] = await self.repo.store.purge_patient("Patient", pid)
         await records.release_patient(pid)
+        await self.repo.store.claims.release_patient(pid)
         await records.remove(pid)
         return {k: v for k, v in counts.items() if v}
 
@@ -414,7 +416,9 @@ class LifecycleOperations:
             if live is not None:
                 await self.repo._require_visible(rtype, live, f"{rtype}/{rid}")
             if rtype != "DocumentReference":
-                return {rtype: await self.repo.store.purge(rtype, rid)}
+                counts = {rtype: await self.repo.store.purge(rtype, rid)}
+                await self.repo.store.claims.release_resource(rtype, rid)
+                return counts
             return await self._destroy_document(rid)
 
     async def _destroy_document(self, rid: str) -> dict[str, int]:
@@ -429,6 +433,7 @@ class LifecycleOperations:
             for d in await self.repo.store.find("Binary", {"_p_document": rid}, projection={"_id": 1})
         )
         counts = {"DocumentReference": await self.repo.store.purge("DocumentReference", rid), "Binary": 0}
+        await self.repo.store.claims.release_resource("DocumentReference", rid)
         for binary_id in sorted(binaries):
             counts["Binary"] += await self.repo.store.purge("Binary", binary_id)
         await self.repo.store.purge_content(sorted(binaries))

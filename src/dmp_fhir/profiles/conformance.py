@@ -1,5 +1,12 @@
 """The server's conformance resources (``profiles/``), loaded once, and the profile check.
 
+A DMP profile may derive from an FR Core profile (``profiles/fr-core/``: a local statement of the
+FR Core constraints this server enforces, under FR Core's canonical URL): a resource is checked
+against its profile's whole chain, and an issue names the profile that states the rule. Those
+parents are never chosen on their own — not by ``meta.profile``, not by ``$validate`` — nor
+listed in the CapabilityStatement: they are not the FR Core package, only the part of it that
+is checked here.
+
 Which profiles a resource is checked against (``profiles_for``):
 - every DMP profile its ``meta.profile`` names (other profiles, e.g. IHE MHD's, are not ours to
   check and are ignored);
@@ -67,11 +74,22 @@ class Conformance:
         return self.profile_url(sd_id) if sd_id else None
 
     def profiles_of_type(self, rtype: str) -> list[str]:
-        return sorted(url for url, p in self.profiles.items() if p.type == rtype)
+        return sorted(url for url, p in self.profiles.items() if p.type == rtype and is_dmp(url))
+
+    def dmp_profile(self, url: str) -> Profile | None:
+        """One of the server's own profiles (never an FR Core parent alone)."""
+        return self.profiles.get(url) if is_dmp(url) else None
+
+    def chain(self, profile: Profile) -> list[Profile]:
+        """The profile and its ancestors, nearest first (resolved and checked at load)."""
+        out = [profile]
+        while out[-1].parent is not None:
+            out.append(self.profiles[out[-1].parent])
+        return out
 
     def profiles_for(self, resource: dict[str, Any], mode: Enforcement) -> list[Profile]:
         declared = (resource.get("meta") or {}).get("profile") or []
-        chosen = [self.profiles[url] for url in declared if isinstance(url, str) and url in self.profiles]
+        chosen = [p for url in declared if isinstance(url, str) and (p := self.dmp_profile(url)) is not None]
         if chosen or mode == "declared":
             return chosen
         sd_id = DEFAULT_PROFILES.get(str(resource.get("resourceType")))
@@ -84,9 +102,14 @@ class Conformance:
         return [self.profiles[self.profile_url(sd_id)]]
 
     def validate(self, resource: dict[str, Any], profiles: Iterable[Profile]) -> list[Issue]:
+        """Every rule of the profiles and of their ancestors (each profile checked once)."""
         issues: list[Issue] = []
         rtype = resource.get("resourceType")
-        for profile in profiles:
+        seen: set[str] = set()
+        for profile in (p for chosen in profiles for p in self.chain(chosen)):
+            if profile.url in seen:
+                continue
+            seen.add(profile.url)
             if profile.type != rtype:
                 issues.append(
                     Issue(
@@ -115,6 +138,31 @@ class Conformance:
                 f"{resource.get('resourceType')} breaks its DMP profile: {issues[0].diagnostics}",
                 issues=issues[:100],
             )
+
+
+def is_dmp(url: str) -> bool:
+    return url.startswith(f"{CANONICAL_BASE}/")
+
+
+def _check_chains(profiles: dict[str, Profile]) -> None:
+    """Every parent is loaded, of the same type, and no chain loops."""
+    for profile in profiles.values():
+        seen = {profile.url}
+        current = profile
+        while current.parent is not None:
+            parent = profiles.get(current.parent)
+            if parent is None:
+                raise ConformanceError(
+                    f"StructureDefinition {current.url}: its baseDefinition {current.parent} is not loaded."
+                )
+            if parent.type != current.type:
+                raise ConformanceError(
+                    f"StructureDefinition {current.url}: its baseDefinition {parent.url} is a {parent.type}."
+                )
+            if parent.url in seen:
+                raise ConformanceError(f"StructureDefinition {profile.url}: its baseDefinition chain loops.")
+            seen.add(parent.url)
+            current = parent
 
 
 def _list_kind(resource: dict[str, Any]) -> str | None:
@@ -163,6 +211,7 @@ def load_conformance(directory: Path = DEFAULT_DIR) -> Conformance:
     profiles = {
         str(sd["url"]): compile_profile(sd, terminology) for sd in resources["StructureDefinition"].values()
     }
+    _check_chains(profiles)
     conformance = Conformance(resources, terminology, profiles)
     for rtype, sd_id in (*DEFAULT_PROFILES.items(), ("Consent", CREATION_CONSENT)):
         if sd_id not in resources["StructureDefinition"]:

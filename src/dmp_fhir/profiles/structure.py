@@ -2,10 +2,15 @@
 
 A deliberately small validator: it understands exactly the constructs the project's profiles
 use — cardinality (``min``/``max``) on a path, ``fixed[x]``, ``pattern[x]``, ``required``
-bindings to local ValueSets, and slicing of a repeating element by the value of a child (e.g.
-``identifier`` by ``system``). Compiling a profile that uses anything else (an invariant,
-``maxLength``, a choice path, a type constraint…) raises ``ConformanceError``: a profile is
-never loaded with rules that would silently go unchecked.
+bindings to local ValueSets, slicing of a repeating element by the value of a child (e.g.
+``identifier`` by ``system``), and the target resource types of a Reference (``type`` with
+``targetProfile``s of base R4 resources). Compiling a profile that uses anything else (an
+invariant, ``maxLength``, a choice path, another type constraint…) raises ``ConformanceError``:
+a profile is never loaded with rules that would silently go unchecked.
+
+A profile derives from the base R4 resource or from another loaded profile of the same type
+(its ``baseDefinition``): an instance is checked against the rules of the whole chain, each
+issue naming the profile that states the rule (``conformance.py`` resolves the chains).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from .terminology import ConformanceError, Terminology
 _DOC_KEYS = frozenset(
     {"id", "path", "short", "definition", "comment", "requirements", "alias", "mustSupport"}
 )
-_RULE_KEYS = frozenset({"sliceName", "slicing", "min", "max", "binding"})
+_RULE_KEYS = frozenset({"sliceName", "slicing", "min", "max", "binding", "type"})
+R4_BASE = "http://hl7.org/fhir/StructureDefinition/"
 _BINDING_KEYS = frozenset({"strength", "valueSet", "description"})
 _SD_REQUIRED = {"derivation": "constraint", "kind": "resource", "fhirVersion": "4.0.1"}
 
@@ -44,6 +50,7 @@ class ElementRule:
     pattern: Any = None
     binding: str | None = None  # required ValueSet
     discriminator: str | None = None  # set on a sliced element: the child path that tells slices apart
+    targets: tuple[str, ...] = ()  # a Reference's allowed target resource types (() = any)
 
 
 @dataclass(slots=True)
@@ -55,6 +62,7 @@ class Profile:
     #: The path down to a slice (its last segment carries the slice name) → the rule on the
     #: slice's discriminating child, which decides which repetitions belong to the slice.
     slice_keys: dict[tuple[Segment, ...], ElementRule] = field(default_factory=dict)
+    parent: str | None = None  # the baseDefinition when it is a profile, not the base resource
 
 
 def compile_profile(sd: dict[str, Any], terminology: Terminology) -> Profile:
@@ -71,14 +79,17 @@ def compile_profile(sd: dict[str, Any], terminology: Terminology) -> Profile:
     for key, expected in _SD_REQUIRED.items():
         if sd.get(key) != expected:
             raise ConformanceError(f"{label}: {key} must be '{expected}'.")
-    if sd.get("baseDefinition") != f"http://hl7.org/fhir/StructureDefinition/{rtype}":
-        raise ConformanceError(f"{label}: only profiles of the base R4 {rtype} are supported.")
+    base = sd.get("baseDefinition")
+    if not isinstance(base, str) or (base.startswith(R4_BASE) and base != f"{R4_BASE}{rtype}"):
+        raise ConformanceError(
+            f"{label}: the baseDefinition must be the base R4 {rtype} or a profile of it loaded here."
+        )
     if "snapshot" in sd:
         raise ConformanceError(f"{label}: snapshots are not read; give a differential only.")
     elements = (sd.get("differential") or {}).get("element")
     if not elements:
         raise ConformanceError(f"{label}: empty differential.")
-    profile = Profile(url, str(sd.get("name")), rtype)
+    profile = Profile(url, str(sd.get("name")), rtype, parent=None if base.startswith(R4_BASE) else base)
     by_id: dict[str, ElementRule] = {}
     for element in elements:
         rule = _compile_element(element, rtype, label, terminology)
@@ -127,6 +138,8 @@ def _compile_element(
             raise ConformanceError(f"{where}: only required bindings to a valueSet are checked.")
         terminology.expand(binding["valueSet"])  # unknown or unexpandable: fail now
         rule.binding = binding["valueSet"]
+    if "type" in element:
+        rule.targets = _reference_targets(element["type"], where)
     if "slicing" in element:
         slicing = element["slicing"]
         disc = slicing.get("discriminator") or []
@@ -144,6 +157,27 @@ def _compile_element(
     if "sliceName" in element and (not segments or segments[-1].slice != element["sliceName"]):
         raise ConformanceError(f"{where}: sliceName must match the id's ':name'.")
     return rule
+
+
+def _reference_targets(types: Any, where: str) -> tuple[str, ...]:
+    """``type: [{code: Reference, targetProfile: [<base R4 resource>…]}]`` → the resource types."""
+    if (
+        not isinstance(types, list)
+        or len(types) != 1
+        or not isinstance(types[0], dict)
+        or set(types[0]) != {"code", "targetProfile"}
+        or types[0]["code"] != "Reference"
+        or not isinstance(types[0]["targetProfile"], list)
+        or not types[0]["targetProfile"]
+    ):
+        raise ConformanceError(f"{where}: of type constraints, only a Reference's targetProfile is checked.")
+    targets: list[str] = []
+    for url in types[0]["targetProfile"]:
+        name = url[len(R4_BASE) :] if isinstance(url, str) and url.startswith(R4_BASE) else ""
+        if not name or not name.isidentifier() or not name[0].isupper():
+            raise ConformanceError(f"{where}: targetProfile {url!r} is not a base R4 resource.")
+        targets.append(name)
+    return tuple(targets)
 
 
 def _segments(eid: str, rtype: str, where: str) -> tuple[Segment, ...]:
@@ -225,6 +259,12 @@ def _value_issues(
         out.append(_issue(profile, rule, "value", path, f"must be exactly {_short(rule.fixed)}"))
     if rule.pattern is not None and not matches_pattern(rule.pattern, value):
         out.append(_issue(profile, rule, "value", path, f"must match the pattern {_short(rule.pattern)}"))
+    if rule.targets:
+        target = reference_type(value)
+        if target is not None and target not in rule.targets:
+            allowed = " or ".join(rule.targets)
+            what = f"refers to a {target}; only {allowed} allowed"
+            out.append(_issue(profile, rule, "invalid", path, what))
     if rule.binding is not None and not in_value_set(value, rule.binding, terminology):
         out.append(
             _issue(
@@ -289,6 +329,20 @@ def _matches_key(value: Any, key: ElementRule, terminology: Terminology) -> bool
     if key.pattern is not None:
         return matches_pattern(key.pattern, value)
     return key.binding is not None and in_value_set(value, key.binding, terminology)
+
+
+def reference_type(value: Any) -> str | None:
+    """The resource type a Reference names (its literal ``Type/id``, else ``Reference.type``);
+    None when it cannot tell (a contained ``#id``, a URN, a logical identifier alone)."""
+    if not isinstance(value, dict):
+        return None
+    ref = value.get("reference")
+    if isinstance(ref, str) and not ref.startswith(("#", "urn:")):
+        parts = ref.split("?")[0].split("/_history/")[0].rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2][:1].isupper():
+            return parts[-2]
+    declared = value.get("type")
+    return declared if isinstance(declared, str) else None
 
 
 def matches_pattern(pattern: Any, value: Any) -> bool:

@@ -83,10 +83,11 @@ async def run_entry(repo: Repository, entry: Any, base: str) -> dict[str, Any]:
     if method == "POST" and len(segments) == 1:
         condition = request.get("ifNoneExist")
         if isinstance(condition, str) and condition:
-            existing = await repo.conditional_match(rtype, condition)
-            if existing is not None:
-                return _entry_response("200 OK", existing, base=base)
-        created = await repo.create(rtype, entry.get("resource"))
+            created = await repo.conditional_create(rtype, entry.get("resource"), condition)
+            if not created.created:
+                return _entry_response("200 OK", created.version, base=base)
+        else:
+            created = await repo.create(rtype, entry.get("resource"))
         return _entry_response("201 Created", created.version, base=base, resource=created.version.resource)
     if method == "PUT" and len(segments) == 2:
         if_match = parse_etag(request.get("ifMatch")) if request.get("ifMatch") else None

@@ -171,7 +171,7 @@ def validate_resource(
     conformance = conformance_of(request)
     profiles: list[Profile]
     if profile_url is not None:
-        chosen = conformance.profiles.get(profile_url)
+        chosen = conformance.dmp_profile(profile_url)
         if chosen is None:
             raise BadRequest(
                 f"Unknown profile '{profile_url}': this server checks its DMP profiles only.",
@@ -189,7 +189,10 @@ def validate_resource(
     issues = conformance.validate(checked, profiles)
     if issues:
         return operation_outcome(issues)
-    against = ", ".join(p.url for p in profiles) or "no DMP profile"
+    against = (
+        ", ".join(" based on ".join(p.url for p in conformance.chain(chosen)) for chosen in profiles)
+        or "no DMP profile"
+    )
     message = f"valid: the R4 {rtype} model and {against}."
     return operation_outcome([Issue("informational", message, severity="information")])
 

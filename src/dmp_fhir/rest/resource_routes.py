@@ -58,12 +58,13 @@ def _make_handlers(rtype: ResourceType) -> dict[str, Handler]:
         repo = await repository_of(request)
         condition = request.headers.get("if-none-exist")
         if condition:
-            existing = await repo.conditional_match(name, condition)
-            if existing is not None:
+            result = await repo.conditional_create(name, body, condition)
+            if not result.created:
                 return write_response(
-                    request, existing, status=200, message="Resource already exists; nothing created."
+                    request, result.version, status=200, message="Resource already exists; nothing created."
                 )
-        result = await repo.create(name, body)
+        else:
+            result = await repo.create(name, body)
         return write_response(
             request, result.version, status=201, message=f"Created {name}/{result.version.id}."
         )

@@ -10,15 +10,18 @@ OperationOutcome naming the failing entry, and nothing is stored.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import BadRequest, FhirError, NotFound, Unprocessable, located
+from ..errors import BadRequest, Conflict, FhirError, NotFound, Unprocessable, located
 from ..feeds import check_structured_feed, is_structured_feed
+from ..identifiers import claimed_identifier
 from ..mhd import (
     Entry,
     check_provide_bundle,
@@ -27,7 +30,7 @@ from ..mhd import (
     replaced_documents,
 )
 from ..registry import RESOURCE_TYPES
-from ..repository import ID_PATTERN, Repository, TransactionWrite, parse_etag
+from ..repository import ID_PATTERN, ClaimOutcome, Repository, TransactionWrite, parse_etag
 from ..storage.store import StoredVersion, format_instant, now_utc
 
 MAX_ENTRIES = 1000
@@ -48,6 +51,8 @@ class PlannedEntry:
     if_match: int | None = None
     existing: StoredVersion | None = None  # If-None-Exist matched: nothing to write
     result: StoredVersion | None = None
+    token: str | None = None  # ``ifNoneExist`` on its own identifier: decided by a claim
+    claim: ClaimOutcome | None = None
 
 
 async def run_transaction(
@@ -60,28 +65,20 @@ async def run_transaction(
     if len(raw_entries) > MAX_ENTRIES:
         raise BadRequest(f"A transaction holds at most {MAX_ENTRIES} entries.", code="too-costly")
     async with repo.audit_scope("transaction", "Bundle"):
-        entries = [_parse_entry(i, e, base) for i, e in enumerate(raw_entries)]
-        ids = await _assign_ids(repo, entries, base)
-        for entry in entries:
-            if entry.resource is not None:
-                try:
-                    entry.resource = await _rewrite(repo, entry.resource, ids, base)
-                except FhirError as exc:
-                    raise located(exc, entry.index) from None
-        # An establishment system writes for the professional its documents declare.
-        await repo.declare_sender(e.resource for e in entries if e.method in ("POST", "PUT"))
-        writes, origin = await _plan_writes(repo, entries)
-        if writes:
+        # A conditional create that lost the race for its identifier's id to a concurrent post
+        # fails the attempt (nothing stored); planning again then finds that resource.
+        deadline = time.monotonic() + repo.settings.transaction_timeout_seconds + 1
+        pause = 0.02
+        while True:
+            entries = [_parse_entry(i, e, base) for i, e in enumerate(raw_entries)]
             try:
-                results = await repo.transaction(writes)
+                await _plan_and_write(repo, entries, base)
+                break
             except FhirError as exc:
-                if exc.about in origin:
-                    raise located(exc, origin[exc.about]) from None
-                raise
-            by_key = {(r.type, r.id): r for r in results}
-            for entry in entries:
-                if entry.rid is not None and entry.existing is None and entry.method != "GET":
-                    entry.result = by_key.get((entry.rtype, entry.rid))
+                if time.monotonic() > deadline or not await _lost_a_claim(repo, entries, exc):
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
         out: list[dict[str, Any]] = []
         for entry in entries:
             out.append(await _response_entry(repo, entry, base, echo=echo))
@@ -91,6 +88,91 @@ async def run_transaction(
         "meta": {"lastUpdated": format_instant(now_utc())},
         "entry": out,
     }
+
+
+async def _plan_and_write(repo: Repository, entries: list[PlannedEntry], base: str) -> None:
+    ids = await _assign_ids(repo, entries, base)
+    for entry in entries:
+        if entry.resource is not None:
+            try:
+                entry.resource = await _rewrite(repo, entry.resource, ids, base)
+            except FhirError as exc:
+                raise located(exc, entry.index) from None
+    await _claim_identifiers(repo, entries)
+    # An establishment system writes for the professional its documents declare.
+    await repo.declare_sender(e.resource for e in entries if e.method in ("POST", "PUT"))
+    writes, origin = await _plan_writes(repo, entries)
+    if writes:
+        try:
+            results = await repo.transaction(writes)
+        except FhirError as exc:
+            if exc.about in origin:
+                raise located(exc, origin[exc.about]) from None
+            raise
+        by_key = {(r.type, r.id): r for r in results}
+        for entry in entries:
+            if entry.rid is not None and entry.existing is None and entry.method != "GET":
+                entry.result = by_key.get((entry.rtype, entry.rid))
+            if entry.claim is not None:
+                await repo.settle_claim(entry.rtype, entry.claim, entry.resource)
+
+
+async def _claim_identifiers(repo: Repository, entries: list[PlannedEntry]) -> None:
+    """Claim the identifiers of conditional creates (storage/claims.py), once references are
+    resolved (the claim names the resource's patient). An entry whose identifier already names
+    a resource the caller sees answers it; one that adopts an earlier claim's id takes that id,
+    and the references of the other entries follow it."""
+    moved: dict[str, str] = {}
+    for entry in entries:
+        if entry.token is None or entry.resource is None or entry.rid is None:
+            continue
+        try:
+            outcome = await repo.claim_identifier(entry.rtype, entry.token, entry.resource)
+        except FhirError as exc:
+            raise located(exc, entry.index) from None
+        old = f"{entry.rtype}/{entry.rid}"
+        if outcome.existing is not None:
+            entry.existing = outcome.existing
+            moved[old] = f"{entry.rtype}/{outcome.existing.id}"
+        elif outcome.claimed:
+            entry.claim = outcome
+            entry.rid = outcome.rid
+            moved[old] = f"{entry.rtype}/{outcome.rid}"
+    moved = {k: v for k, v in moved.items() if k != v}
+    if moved:
+        for entry in entries:
+            if entry.resource is not None:
+                entry.resource = _retarget(entry.resource, moved)
+    keys = [(e.rtype, e.rid) for e in entries if e.method != "GET" and e.rid and e.existing is None]
+    if len(set(keys)) != len(keys):
+        raise BadRequest("A transaction may write each resource only once.", code="duplicate")
+
+
+def _retarget(value: Any, moved: dict[str, str]) -> Any:
+    """References to an entry whose id a claim changed (``Type/id`` after ``_rewrite``)."""
+    if isinstance(value, list):
+        return [_retarget(item, moved) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {
+        k: moved.get(v, v) if k == "reference" and isinstance(v, str) else _retarget(v, moved)
+        for k, v in value.items()
+    }
+
+
+async def _lost_a_claim(repo: Repository, entries: list[PlannedEntry], exc: FhirError) -> bool:
+    """After a failed attempt (rolled back: nothing of ours remains), whether it failed for a
+    race over a claimed id — a conflict, or a refusal of the entry that wrote it — that another
+    post now holds. Any other failure stands at once."""
+    failed = " ".join(x for issue in exc.issues for x in issue.expression)
+    for entry in entries:
+        if entry.claim is None:
+            continue
+        if not isinstance(exc, Conflict) and f"Bundle.entry[{entry.index}]" not in failed:
+            continue
+        if await repo.identifier_taken(entry.rtype, entry.claim.rid):
+            return True
+    return False
 
 
 def _parse_entry(index: int, raw: Any, base: str) -> PlannedEntry:
@@ -193,6 +275,7 @@ async def _resolve_target(repo: Repository, entry: PlannedEntry) -> None:
             entry.existing = await repo.conditional_match(entry.rtype, condition)
             if entry.existing is not None:
                 return
+            entry.token = claimed_identifier(entry.rtype, condition, entry.resource)
         entry.rid = str(uuid.uuid4())
     elif entry.method in ("PUT", "DELETE", "PATCH") and entry.rid is None and entry.query:
         found = await repo.conditional_match(entry.rtype, entry.query)
@@ -279,8 +362,12 @@ async def _plan_writes(
         entry = by_index[view.index]
         if (view.rtype, view.rid) == (entry.rtype, entry.rid):
             post = entry.method == "POST"
+            # An adopted id may be known to (being written by) a concurrent post: not "fresh".
+            # One this post's claim made up is claimed with the other new ids; a concurrent
+            # adopter that wrote it first fails the insert, and the attempt is planned again.
+            fresh = post and (entry.claim is None or entry.claim.won)
             write = TransactionWrite(
-                view.rtype, view.rid, view.resource, entry.if_match, post, fresh=post, validated=True
+                view.rtype, view.rid, view.resource, entry.if_match, post, fresh=fresh, validated=True
             )
         else:  # content the server took out of an inline attachment
             write = TransactionWrite(

@@ -24,6 +24,7 @@ from .dates import DateRange, parse_range, period_range
 from .params import SearchParam, params_for
 from .references import reference_keys, reference_type
 from .text import normalize, prefixes
+from .ucum import canonical_value, conversion
 
 Resource = dict[str, Any]
 
@@ -338,9 +339,12 @@ def _extract_reference(out: Resource, plan: _Plan, resource: Resource, base: str
 def _extract_quantity(out: Resource, plan: _Plan, resource: Resource, base: str | None) -> None:
     """A Quantity: its number in ``_s_x``, its unit in ``_s_x_unit`` (``system|code``, ``code``
     and the human ``unit``), matched beside the number (one value per resource in practice:
-    ``Observation.valueQuantity``)."""
+    ``Observation.valueQuantity``). A UCUM unit of ``search/ucum.py``'s set also gives the value
+    in its dimension's canonical unit: ``_s_x_canon`` and ``_s_x_canon_unit``."""
     numbers: dict[Any, None] = {}
     units: dict[str, None] = {}
+    canon: dict[Any, None] = {}
+    canon_units: dict[str, None] = {}
     for path in plan.paths:
         for value in walk(resource, path, base):
             if not isinstance(value, dict):
@@ -356,8 +360,16 @@ def _extract_quantity(out: Resource, plan: _Plan, resource: Resource, base: str 
                     units[f"{system}|{code}"] = None
             if isinstance(unit, str) and unit:
                 units[unit] = None
+            converted = conversion(system, code)
+            if converted is not None:
+                value_in_canonical = canonical_value(number, converted[1])
+                if value_in_canonical is not None:
+                    canon[value_in_canonical] = None
+                    canon_units[converted[0]] = None
     _put(out, plan.field, numbers)
     _put(out, plan.field + "_unit", units)
+    _put(out, plan.field + "_canon", canon)
+    _put(out, plan.field + "_canon_unit", canon_units)
 
 
 def _put(out: dict[str, Any], name: str, values: dict[Any, None]) -> None:

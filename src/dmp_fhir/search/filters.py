@@ -21,6 +21,7 @@ from .dates import DATETIME_MAX, DATETIME_MIN, DateRange, parse_range
 from .params import SearchParam
 from .references import local_reference, reference_keys
 from .text import MAX_PREFIX, normalize, regex_escape
+from .ucum import conversion
 
 Filter = dict[str, Any]
 
@@ -306,7 +307,11 @@ def _approximately(searched: DateRange, now: datetime) -> DateRange:
     return max(wide_lo, DATETIME_MIN), min(wide_hi, DATETIME_MAX)
 
 
-def _number(param: SearchParam, value: str) -> Filter:
+def _number(
+    param: SearchParam, value: str, *, field: str | None = None, scale: Decimal = Decimal(1)
+) -> Filter:
+    """A number search on ``field`` (the parameter's own by default), the searched number and its
+    implicit precision range multiplied by ``scale`` (a unit conversion) first."""
     prefix, text = _split_prefix(param, value)
     try:
         number = Decimal(text)
@@ -317,15 +322,19 @@ def _number(param: SearchParam, value: str) -> Filter:
     exponent = number.as_tuple().exponent
     assert isinstance(exponent, int)
     half = Decimal(5) * Decimal(10) ** (exponent - 1)  # implicit precision: 100 is [99.5, 100.5)
-    f = param.field
-    exact = _num(number)
+    f = field or param.field
+
+    def num(value: Decimal) -> int | float:
+        return _num(value * scale)
+
+    exact = num(number)
     if prefix == "eq":
-        return {f: {"$gte": _num(number - half), "$lt": _num(number + half)}}
+        return {f: {"$gte": num(number - half), "$lt": num(number + half)}}
     if prefix == "ne":
-        return {"$or": [{f: {"$lt": _num(number - half)}}, {f: {"$gte": _num(number + half)}}]}
+        return {"$or": [{f: {"$lt": num(number - half)}}, {f: {"$gte": num(number + half)}}]}
     if prefix == "ap":
         margin = abs(number) / 10
-        return {f: {"$gte": _num(number - margin), "$lte": _num(number + margin)}}
+        return {f: {"$gte": num(number - margin), "$lte": num(number + margin)}}
     ops = {"gt": "$gt", "lt": "$lt", "ge": "$gte", "le": "$lte"}
     if prefix not in ops:
         raise SearchValueError(f"Prefix '{prefix}' is not supported on number '{param.name}'.")
@@ -335,7 +344,8 @@ def _number(param: SearchParam, value: str) -> Filter:
 def _quantity(param: SearchParam, value: str) -> Filter:
     """``[prefix]number[|system|code]``: the number as a number parameter, the unit (when
     given) by equality on ``_s_x_unit`` — ``system|code``, or ``||code`` matching a code or
-    a unit text. No UCUM conversion: ``mmol/L`` does not find ``mol/m3``."""
+    a unit text. A UCUM unit of ``search/ucum.py``'s set is searched in its dimension's
+    canonical unit instead (``_s_x_canon``): ``1|…|g/L`` finds a stored ``100 mg/dL``."""
     parts = split_pipes(value)
     if len(parts) == 1:
         return _number(param, value)
@@ -345,6 +355,13 @@ def _quantity(param: SearchParam, value: str) -> Filter:
     number, system, code = parts
     if not number:
         raise SearchValueError(f"Quantity '{value}' of '{param.name}' has no number.")
+    converted = conversion(system, code)
+    if converted is not None:
+        canonical, factor = converted
+        return _and(
+            _number(param, number, field=param.field + "_canon", scale=factor),
+            {param.field + "_canon_unit": canonical},
+        )
     unit = f"{system}|{code}" if system else code
     return _and(_number(param, number), {param.field + "_unit": unit})
 

@@ -58,6 +58,9 @@ SHAPES: tuple[QueryShape, ...] = (
     QueryShape("dmp_record", ("_id",), why="a record's status"),
     QueryShape("dmp_record", ("status",), why="closed records (unfocused searches, purge)"),
     QueryShape("dmp_ins", ("_id",), why="one DMP per INS"),
+    QueryShape("dmp_identifier", ("_id",), why="one resource per identifier (conditional create)"),
+    QueryShape("dmp_identifier", ("rid",), why="claims of a destroyed resource"),
+    QueryShape("dmp_identifier", ("patient",), why="claims of a destroyed record"),
     # -- audit trail -------------------------------------------------------------------
     QueryShape("AuditEvent_history", ("_seq",), why="the chain's links (head, repair, verify)", unique=True),
     QueryShape("AuditEvent", ("_seq",), why="served copy of a link (start-up repair)"),

@@ -32,6 +32,7 @@ from pymongo import DESCENDING
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..errors import BadRequest, Conflict, FhirError, PreconditionFailed
+from .claims import IdentifierClaims
 from .content import ContentStore
 from .database import Database
 from .gather import bounded_gather
@@ -135,6 +136,7 @@ class ResourceStore:
         self.db = database.db
         self.content = ContentStore(database)
         self.journal = TransactionJournal(self, self.content)
+        self.claims = IdentifierClaims(database)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -315,6 +317,7 @@ class ResourceStore:
             and resource is not None
             and _same_content(current["resource"], resource)
         ):
+            await self._refresh_search_fields(rtype, rid, current, w.fields)
             return StoredVersion(rtype, rid, base, current["_lu"], False, current["resource"], changed=False)
         extra_fields = w.fields
         if resource is None and current is not None:
@@ -460,14 +463,18 @@ class ResourceStore:
             await self.converge(rtype, rid)
 
     async def publish_fresh(self, rtype: str, docs: list[dict[str, Any]]) -> None:
-        """Publish versions 1 of ids only this transaction knows, in one insert (a re-run after
-        a crash finds some published already: those are replaced one by one)."""
+        """Publish versions 1 of ids this transaction made up, in one insert. Some may be
+        published already — by a re-run after a crash, or by a concurrent conditional create
+        that met an identifier this transaction claimed (its convergence publishes our committed
+        version): those are replaced one by one, each followed by the newer-version check, so a
+        version written since is never overwritten for good."""
         current = [{**{k: v for k, v in doc.items() if k != "_tx"}, "_id": doc["_rid"]} for doc in docs]
         try:
             await self.db[rtype].insert_many([pack(d) for d in current], ordered=False)
         except BulkWriteError:
             for doc in current:
                 await self._replace_current(rtype, doc["_id"], doc)
+                await self.settle_published(rtype, doc["_id"], int(doc["_v"]))
 
     async def publish_claimed(self, rtype: str, doc: dict[str, Any]) -> None:
         """Publish a version claimed by a committed transaction (its mark dropped)."""
@@ -523,6 +530,22 @@ class ResourceStore:
             except DuplicateKeyError:
                 # Concurrent upserts of a new _id: the document exists now; replace it.
                 await asyncio.sleep(0)
+
+    async def _refresh_search_fields(
+        self, rtype: str, rid: str, current: Mapping[str, Any], fields: Mapping[str, Any]
+    ) -> None:
+        """An unchanged resource written again (``dmp-fhir load``) whose search fields this
+        version of the server extracts differently (a new parameter, a unit conversion): its
+        current copy is re-indexed, no version is added. One write, only when something differs."""
+        stale = {k: v for k, v in fields.items() if k.startswith("_s_") and current.get(k) != v}
+        gone = {k: "" for k in current if k.startswith("_s_") and k not in fields}
+        update: dict[str, Any] = {}
+        if stale:
+            update["$set"] = stale
+        if gone:
+            update["$unset"] = gone
+        if update:
+            await self.db[rtype].update_one({"_id": rid, "_v": current["_v"]}, update)
 
     async def set_fields(self, rtype: str, rid: str, fields: Mapping[str, Any]) -> None:
         """Refresh derived (policy) fields of the current copy; the resource is untouched."""
