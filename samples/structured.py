@@ -32,6 +32,9 @@ VISIBILITY = (
 #: The senders' own identifier systems (invented OIDs under the samples' fictitious arc).
 LAB_IDS = "urn:oid:1.2.250.1.999.2002.1"
 PHARMACY_IDS = "urn:oid:1.2.250.1.999.4004.1"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+FIRST_FILL = ("FFC", "First Fill - Complete")
+REFILL = ("RFC", "Refill - Complete")
 VACCINATION_IDS = "urn:oid:1.2.250.1.999.5005.1"
 
 
@@ -153,6 +156,8 @@ def dispensations(pid: str, year_months: list[tuple[int, int]]) -> list[dict[str
                     "id": f"disp-{pid[4:]}-{year}{month:02d}-{key}",
                     "identifier": [{"system": PHARMACY_IDS, "value": f"{pid}-{year}{month:02d}-{cip}"}],
                     "status": "completed",
+                    # complétude: the first dispensation of the treatment, then refills
+                    "type": {"coding": [_coding(ACT_CODE, *(FIRST_FILL if n == 1 else REFILL))]},
                     "medicationCodeableConcept": {
                         "coding": [_coding(CIP13, cip, text), _coding(ATC, atc, atc_display)],
                         "text": text,

@@ -77,7 +77,13 @@ VIOLATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         setting("reasonReference", [{"reference": "Observation/o-1"}]),
         "Immunization.reasonReference",
     ),
+    (  # occurrence[x] only dateTime: a free-text date is refused
+        "Immunization",
+        lambda r: (r.pop("occurrenceDateTime", None), r.__setitem__("occurrenceString", "printemps 2024")),
+        "Immunization.occurrenceString",
+    ),
     ("MedicationDispense", without("quantity"), "MedicationDispense.quantity"),
+    ("MedicationDispense", without("type"), "MedicationDispense.type"),  # complétude 1..1
     (
         "MedicationDispense",
         setting(
@@ -130,6 +136,11 @@ VIOLATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "MedicationStatement.partOf",
     ),
     ("MedicationStatement", setting("note", [NOTE, NOTE]), "MedicationStatement.note"),
+    (  # effective[x] only Period: a date alone is refused
+        "MedicationStatement",
+        lambda r: (r.pop("effectivePeriod", None), r.__setitem__("effectiveDateTime", "2025-01-02")),
+        "MedicationStatement.effectiveDateTime",
+    ),
 ]
 
 

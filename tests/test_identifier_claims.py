@@ -50,6 +50,9 @@ async def env(mongodb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
         yield e
 
 
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+
+
 def cc(system: str, code: str) -> dict[str, Any]:
     return {"coding": [{"system": system, "code": code}]}
 
@@ -59,6 +62,7 @@ def dispense(value: str, *, pid: str = "pat-004") -> dict[str, Any]:
         "resourceType": "MedicationDispense",
         "identifier": [{"system": PHARMACY_IDS, "value": value}],
         "status": "completed",
+        "type": cc(ACT_CODE, "FFC"),  # complétude: first fill, complete (FR Core: 1..1)
         "medicationCodeableConcept": {
             "coding": [{"system": "urn:oid:1.2.250.1.213.2.3.2", "code": "3400930000001"}],
             "text": "RAMIPRIL 5 mg",

@@ -26,6 +26,7 @@ XML = {"Content-Type": "application/fhir+xml", "Accept": "application/fhir+xml"}
 UCUM = "http://unitsofmeasure.org"
 LAB_IDS = "urn:oid:1.2.250.1.999.2002.9"
 PHARMACY_IDS = "urn:oid:1.2.250.1.999.4004.9"
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 BIOLOGIST = {
     "fhirUser": "Practitioner/pra-bio-chevalier",
     "profession": "10",
@@ -79,6 +80,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, str], dict[str, str]]] = {
         {
             "identifier": [{"system": PHARMACY_IDS, "value": "crud-disp"}],
             "status": "completed",
+            "type": cc(ACT_CODE, "FFC"),  # complétude (FR Core: 1..1)
             "medicationCodeableConcept": {"text": "AMOXICILLINE 1 g"},
             "quantity": {"value": 1, "unit": "boîte", "system": UCUM, "code": "{box}"},  # FR Core: 1..1
             "subject": {"reference": "Patient/pat-004"},
@@ -94,9 +96,9 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, str], dict[str, str]]] = {
             "medicationCodeableConcept": cc("http://www.whocc.no/atc", "C10AA05"),
             "subject": {"reference": "Patient/pat-004"},
             "informationSource": GP_AUTHOR,
-            "effectiveDateTime": "2025-01-02",
+            "effectivePeriod": {"start": "2025-01-02"},  # FR Core: effective[x] only Period
         },
-        {"code": "C10AA05", "effective": "2025"},
+        {"code": "C10AA05", "effective": "ge2025"},  # an open period: from 2025 on
         {"status": "stopped"},
     ),
     "Immunization": (
@@ -321,6 +323,7 @@ def dispense(n: int, *, pid: str = "pat-004", performer: str = "prr-pharm-lemoin
         "resourceType": "MedicationDispense",
         "identifier": [{"system": PHARMACY_IDS, "value": f"feed-{pid}-{n}"}],
         "status": "completed",
+        "type": cc(ACT_CODE, "FFC"),
         "medicationCodeableConcept": {
             "coding": [{"system": "urn:oid:1.2.250.1.213.2.3.2", "code": f"340099900{n:04d}"}],
             "text": f"Spécialité {n}",
