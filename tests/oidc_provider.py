@@ -51,6 +51,8 @@ class Provider:
     rogue_key: Any = None
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
+    #: The query of every RP-initiated logout the provider accepted.
+    logouts: list[dict[str, str]] = field(default_factory=list)
 
     def jwk(self) -> dict[str, Any]:
         jwk: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(self.key))
@@ -75,6 +77,7 @@ class Provider:
                 "authorization_endpoint": f"{self.issuer}/authorize",
                 "token_endpoint": f"{self.issuer}/token",
                 "jwks_uri": f"{self.issuer}/jwks",
+                "end_session_endpoint": f"{self.issuer}/logout",
                 "response_types_supported": ["code"],
                 "code_challenge_methods_supported": ["S256"],
             }
@@ -143,6 +146,16 @@ class Provider:
             }
         )
 
+    async def logout(self, request: Request) -> Response:
+        """RP-Initiated Logout: the client names itself and a post-logout URI registered for it
+        (here: any loopback URL), as Keycloak requires without an ``id_token_hint``."""
+        q = {k: str(v) for k, v in request.query_params.items()}
+        back = q.get("post_logout_redirect_uri", "")
+        if q.get("client_id") != CLIENT_ID or not back.startswith("http://127.0.0.1:"):
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        self.logouts.append(q)
+        return RedirectResponse(back, status_code=302)
+
     def app(self) -> Starlette:
         return Starlette(
             routes=[
@@ -150,6 +163,7 @@ class Provider:
                 Route("/jwks", self.jwks),
                 Route("/authorize", self.authorize),
                 Route("/token", self.token, methods=["POST"]),
+                Route("/logout", self.logout),
             ]
         )
 

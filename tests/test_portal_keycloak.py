@@ -13,6 +13,8 @@ import html
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -81,3 +83,69 @@ def test_a_wrong_password_opens_no_session(server: LiveServer) -> None:
         refused = sign_in(server, web, "jeanne.dupuis", "not-her-password")
         assert refused.status_code == 200 and "kc-form-login" in refused.text  # Keycloak asks again
         assert web.get("/portal/dossier").status_code == 303  # back to sign-in
+
+
+def test_signing_out_ends_the_keycloak_session(server: LiveServer) -> None:
+    """Without the provider's logout, the next person at this browser would be signed in by
+    Keycloak's SSO cookie without a password. After the portal's sign-out, they are asked again."""
+    portal = server.base_url.rsplit("/fhir", 1)[0]
+    with (
+        httpx.Client(base_url=portal, timeout=30) as web,
+        httpx.Client(follow_redirects=False, timeout=30) as browser,
+    ):
+        jar: dict[str, str] = {}  # Keycloak's cookies, kept as a browser keeps them (see sign_in)
+
+        def keycloak(method: str, url: str, **kwargs: Any) -> httpx.Response:
+            cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
+            answer = browser.request(method, url, headers={"Cookie": cookie}, **kwargs)
+            for header in answer.headers.get_list("set-cookie"):
+                name, _, rest = header.partition("=")
+                value = rest.split(";", 1)[0]
+                if value and "Max-Age=0" not in header:
+                    jar[name] = value
+                else:
+                    jar.pop(name, None)
+            return answer
+
+        def login_page() -> httpx.Response:
+            login = web.get("/portal/auth/login")
+            assert login.status_code == 302, login.text
+            return keycloak("GET", login.headers["location"])
+
+        form = login_page()
+        assert form.status_code == 200 and "kc-form-login" in form.text
+        action = re.search(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"', form.text)
+        assert action is not None
+        signed = keycloak(
+            "POST",
+            html.unescape(action.group(1)),
+            data={"username": "jeanne.dupuis", "password": PASSWORD, "credentialId": ""},
+        )
+        assert signed.status_code == 302
+        assert web.get(signed.headers["location"]).status_code == 200
+        again = login_page()  # Keycloak's session is alive: straight back, no password asked
+        assert again.status_code == 302 and "/portal/auth/callback?" in again.headers["location"]
+
+        page = web.get("/portal/dossier")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        out = web.post("/portal/auth/logout", data={"csrf": csrf.group(1)}, headers={"Origin": portal})
+        refresh = re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', out.text)
+        assert out.status_code == 200 and refresh is not None, out.text[:500]
+        provider_logout = html.unescape(refresh.group(1))
+        assert provider_logout.startswith(f"{server_issuer(server)}/protocol/openid-connect/logout?")
+        confirm = keycloak("GET", provider_logout)  # no id_token_hint: Keycloak asks to confirm
+        assert confirm.status_code == 200, confirm.text[:500]
+        confirm_form = re.search(r'<form[^>]*action="([^"]+)"[^>]*>(.*?)</form>', confirm.text, re.S)
+        assert confirm_form is not None, confirm.text[:1000]
+        fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', confirm_form.group(2)))
+        target = urljoin(provider_logout, html.unescape(confirm_form.group(1)))
+        done = keycloak("POST", target, data={**fields, "confirmLogout": ""})
+        assert done.status_code == 302 and done.headers["location"] == f"{portal}/portal/?message=deconnecte"
+
+        asked = login_page()  # the next sign-in asks for the password again
+        assert asked.status_code == 200 and "kc-form-login" in asked.text
+
+
+def server_issuer(server: LiveServer) -> str:
+    return str(server.settings.portal_oidc_issuer).rstrip("/")

@@ -4,9 +4,12 @@ tokens) whose API verifies the provider's access tokens like any others."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -78,6 +81,34 @@ def test_sign_in_with_the_provider(server: LiveServer, idp: Provider) -> None:
         # the API took the provider's token as the patient's own: the audit trail names her
         history = web.get("/portal/historique")
         assert "Vous" in history.text
+
+
+def test_signing_out_ends_the_providers_session_too(server: LiveServer, idp: Provider) -> None:
+    """On a shared computer the next person must not be signed in by the provider's session:
+    sign-out clears the portal's cookie, then sends the browser to the provider's end-session
+    endpoint (from a page of ours: a form may only post to the portal), which comes back."""
+    with httpx.Client(base_url=origin(server)) as web:
+        assert sign_in(server, web).status_code == 200
+        page = web.get("/portal/dossier")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        form = {"csrf": csrf.group(1)}
+        out = web.post("/portal/auth/logout", data=form, headers={"Origin": origin(server)})
+        assert out.status_code == 200, out.text
+        assert SESSION_COOKIE not in web.cookies  # our session is gone at once
+        refresh = re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', out.text)
+        assert refresh is not None
+        provider_logout = html.unescape(refresh.group(1))
+        assert f'href="{refresh.group(1)}"' in out.text  # and a link, for a browser without refresh
+        assert provider_logout.startswith(f"{idp.issuer}/logout?")
+        query = parse_qs(urlsplit(provider_logout).query)
+        back = f"{origin(server)}/portal/?message=deconnecte"
+        assert query == {"client_id": ["dmp-patient-portal"], "post_logout_redirect_uri": [back]}
+        ended = httpx.get(provider_logout)
+        assert ended.status_code == 302 and ended.headers["location"] == back
+        assert idp.logouts[-1]["post_logout_redirect_uri"] == back
+        assert web.get(back).status_code == 200
+        assert web.get("/portal/dossier").status_code == 303  # signed out: back to the home page
 
 
 def test_a_representative_signs_in_to_the_minors_record(server: LiveServer, idp: Provider) -> None:

@@ -136,6 +136,16 @@ class Settings(BaseSettings):
         default=None, description="Unset: the origin of base_url + /portal/auth/callback."
     )
     portal_oidc_scope: str = "openid"
+    portal_oidc_end_session_endpoint: str | None = Field(
+        default=None,
+        description="The provider's RP-initiated logout endpoint; unset: its discovery's "
+        "end_session_endpoint. Signing out of the portal then signs out at the provider too.",
+    )
+    portal_oidc_post_logout_redirect_uri: str | None = Field(
+        default=None,
+        description="Where the provider sends the browser after signing out (registered with "
+        "the provider); unset: the origin of base_url + /portal/?message=deconnecte.",
+    )
     portal_samples_dir: Path | None = Field(
         default=None,
         description="Development sign-in: the sample files whose patients and representatives "

@@ -57,6 +57,7 @@ class Provider:
     authorization_endpoint: str
     token_endpoint: str
     jwks_uri: str | None
+    end_session_endpoint: str | None = None  # OpenID Connect RP-Initiated Logout 1.0
 
 
 def redirect_uri(settings: Settings) -> str:
@@ -64,6 +65,13 @@ def redirect_uri(settings: Settings) -> str:
         return settings.portal_oidc_redirect_uri
     parts = urlsplit(settings.base_url)
     return f"{parts.scheme}://{parts.netloc}{CALLBACK_PATH}"
+
+
+def post_logout_redirect_uri(settings: Settings) -> str:
+    if settings.portal_oidc_post_logout_redirect_uri:
+        return settings.portal_oidc_post_logout_redirect_uri
+    parts = urlsplit(settings.base_url)
+    return f"{parts.scheme}://{parts.netloc}/portal/?message=deconnecte"
 
 
 def configured(settings: Settings) -> bool:
@@ -103,7 +111,14 @@ class OidcClient:
         jwks = s.portal_oidc_jwks_uri or found.get("jwks_uri")
         # ID tokens carry the issuer exactly as the provider spells it (trailing slash and all).
         issuer = str(found.get("issuer") or s.portal_oidc_issuer or "") or None
-        provider = Provider(issuer, authorization, token, jwks if isinstance(jwks, str) else None)
+        end_session = s.portal_oidc_end_session_endpoint or found.get("end_session_endpoint")
+        provider = Provider(
+            issuer,
+            authorization,
+            token,
+            jwks if isinstance(jwks, str) else None,
+            end_session if isinstance(end_session, str) else None,
+        )
         self._provider = (time.monotonic() + CACHE_SECONDS, provider)
         return provider
 
@@ -121,6 +136,23 @@ class OidcClient:
         }
         separator = "&" if "?" in provider.authorization_endpoint else "?"
         return provider.authorization_endpoint + separator + urlencode(query)
+
+    async def logout_url(self) -> str | None:
+        """Where to send the browser so that the provider's own session ends too (RP-Initiated
+        Logout: ``client_id`` + a registered ``post_logout_redirect_uri``); None when the
+        provider has no end-session endpoint or cannot be reached."""
+        try:
+            provider = await self.provider()
+        except SignInError:
+            return None
+        if not provider.end_session_endpoint:
+            return None
+        query = {
+            "client_id": self.settings.portal_oidc_client_id,
+            "post_logout_redirect_uri": post_logout_redirect_uri(self.settings),
+        }
+        separator = "&" if "?" in provider.end_session_endpoint else "?"
+        return provider.end_session_endpoint + separator + urlencode(query)
 
     async def exchange(self, flow: Flow, code: str) -> dict[str, Any]:
         """The token response, once its ID token (when the ``openid`` scope gave one) is

@@ -181,6 +181,20 @@ async def sign_out(request: Request) -> Response:
     session = session_of(request)
     if await checked_form(request, session) is None:
         return refused(request, session)
-    response = RedirectResponse("/portal/?message=deconnecte", status_code=303)
+    # A patient on a shared computer must leave no session behind: not ours (the cookie), nor
+    # the provider's, which would sign the next person in without a password. The provider's
+    # logout is reached from a page of ours (a form may only post to us: CSP form-action 'self',
+    # which browsers apply to a form's redirects too).
+    portal = portal_of(request)
+    provider_logout = await portal.oidc.logout_url() if configured(portal.settings) else None
+    response: Response
+    if provider_logout is None:
+        response = RedirectResponse("/portal/?message=deconnecte", status_code=303)
+    else:
+        response = portal.templates.TemplateResponse(
+            request,
+            "deconnexion.html",
+            {"session": None, "nav": None, "message": None, "provider_logout": provider_logout},
+        )
     response.delete_cookie(SESSION_COOKIE, path="/portal")
     return response
