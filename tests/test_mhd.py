@@ -3,12 +3,14 @@ replacement and the French metadata update — through the API, with real tokens
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -285,6 +287,73 @@ async def test_a_plain_document_write_checks_its_source_patient_too(env: PolicyE
     assert response.status_code == 422, response.text
     assert "sourcePatientInfo" in response.text and "another patient" in response.text
     assert await raw_counts(env) == before
+
+
+async def test_concurrent_submissions_of_one_document_store_it_once(env: PolicyEnv) -> None:
+    """A sender that times out and sends the same Bundle again while the first is still being
+    written: the masterIdentifier's claim lets one through, the others get a 409."""
+    bundle = provide_bundle(PATIENT, AUTHOR, three_documents("sent twice at once"))
+    answers = await asyncio.gather(*(post(env, bundle) for _ in range(4)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 409, 409, 409], [a.text[:300] for a in answers]
+    for answer in answers:
+        if answer.status_code == 409:
+            assert "masterIdentifier" in answer.text
+    master = next(
+        e["resource"]["masterIdentifier"] for e in bundle["entry"] if "masterIdentifier" in e["resource"]
+    )
+    found = await env.client.get(
+        "/DocumentReference",
+        params={
+            "identifier": f"{master['system']}|{master['value']}",
+            "patient": PATIENT,
+            "status": "current",
+        },
+        headers=env.headers("gp_martin"),
+    )
+    assert found.json()["total"] == 1
+    again = await post(env, bundle)  # and later, the search answers as before
+    assert again.status_code == 409 and "already exists" in again.text
+
+
+async def test_concurrent_plain_posts_of_one_document_store_it_once(env: PolicyEnv) -> None:
+    bundle = provide_bundle(PATIENT, AUTHOR, [SourceDocument(pdf("plain, posted twice at once"))])
+    doc = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference")
+    doc["content"][0]["attachment"].pop("url")
+    doc["content"][0]["attachment"]["data"] = base64.b64encode(pdf("plain, posted twice at once")).decode()
+    answers = await asyncio.gather(
+        *(env.client.post("/DocumentReference", json=doc, headers=env.headers("gp_martin")) for _ in range(4))
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409], [a.text[:300] for a in answers]
+
+
+async def test_a_refused_submission_frees_its_master_identifier(env: PolicyEnv) -> None:
+    """Refused after its masterIdentifier was claimed (the policy and the DMP profile run in
+    the write guard): the claim is released, and the corrected Bundle, sent at once, goes
+    through."""
+    bundle = provide_bundle(PATIENT, AUTHOR, three_documents("refused then corrected"))
+    wrong = copy.deepcopy(bundle)
+    _doc(wrong, 0)["type"] = {"coding": [{"system": "http://loinc.org", "code": "00000-0"}]}
+    refused = await post(env, wrong)  # a type outside the DMP's: refused by the write guard
+    assert refused.status_code in (403, 422), refused.text
+    master = _doc(bundle, 0)["masterIdentifier"]
+    key = f"DocumentReference|{master['system']}|{master['value']}"
+    assert await env.database.db["dmp_identifier"].find_one({"_id": key}) is None
+    corrected = await post(env, bundle)
+    assert corrected.status_code == 200, corrected.text
+
+
+async def test_a_claim_left_by_a_crash_blocks_only_until_the_transaction_timeout(env: PolicyEnv) -> None:
+    bundle = provide_bundle(PATIENT, AUTHOR, three_documents("claimed by a crashed writer"))
+    master = _doc(bundle, 0)["masterIdentifier"]
+    key = f"DocumentReference|{master['system']}|{master['value']}"
+    claims = env.database.db["dmp_identifier"]
+    crashed = {"_id": key, "type": "DocumentReference", "rid": "never-written", "patient": "pat-001"}
+    await claims.insert_one({**crashed, "at": datetime.now(UTC)})
+    blocked = await post(env, bundle)
+    assert blocked.status_code == 409 and "being submitted" in blocked.text
+    await claims.replace_one({"_id": key}, {**crashed, "at": datetime.now(UTC) - timedelta(hours=1)})
+    assert (await post(env, bundle)).status_code == 200
 
 
 async def test_patient_without_ins_is_refused(env: PolicyEnv) -> None:

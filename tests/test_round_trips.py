@@ -36,17 +36,18 @@ BUDGET = {
     "read": 7,
     # roles ∥ Patient ∥ Consent ∥ record status; the page; audit log; served copy
     "search": 7,
-    # roles ∥ Patient ∥ Consent ∥ record; the Binary it names; masterIdentifier unique; history;
-    # current copy; audit (2) (a server-assigned id: no current copy to read, nothing to converge,
-    # no dependents)
-    "create": 10,
+    # roles ∥ Patient ∥ Consent ∥ record; the Binary it names; masterIdentifier unique (search,
+    # then its claim); history; current copy; audit (2) (a server-assigned id: no current copy to
+    # read, nothing to converge, no dependents)
+    "create": 11,
     # owner document (policy fields); current Binary; owner (write rule) ∥ facts (4);
     # history; current copy; is there a newer version?; audit (2)
     "binary": 12,
-    # patient check; facts (4); 10 masterIdentifier look-ups (together); journal entry;
+    # patient check; facts (4); 10 masterIdentifier look-ups (together) and their 10 claims;
+    # journal entry;
     # 3 history inserts; decision; 3 current inserts; 21 marks dropped one by one (see
     # storage/journal.py); journal cleared (2); audit (2)
-    "iti65": 48,
+    "iti65": 58,
     # Patient; current Consent; history; current copy; newer version?; audit (2)
     "dmp-access": 7,
     # a first conditional create on its identifier (If-None-Exist): the search (the caller's

@@ -55,6 +55,8 @@ class Entry:
 Lookup = Callable[[str], Awaitable[dict[str, Any] | None]]
 #: Finds live DocumentReferences by ``system|value`` of their identifiers.
 IdentifierLookup = Callable[[str], Awaitable[list[str]]]
+#: Takes a document's masterIdentifier (``system|value``) for it, or raises 409.
+MasterClaim = Callable[["Entry", str], Awaitable[None]]
 
 
 def is_submission_set(resource: Any) -> bool:
@@ -97,7 +99,10 @@ def externalize_inline_content(entries: list[Entry]) -> list[Entry]:
 
 
 async def check_provide_bundle(
-    entries: list[Entry], lookup: Lookup, documents_with_identifier: IdentifierLookup
+    entries: list[Entry],
+    lookup: Lookup,
+    documents_with_identifier: IdentifierLookup,
+    claim: MasterClaim | None = None,
 ) -> None:
     """Raise a precise 4xx for the first inconsistency of an ITI-65 Bundle."""
     sets = [e for e in entries if is_submission_set(e.resource)]
@@ -178,11 +183,14 @@ async def check_provide_bundle(
         seen_ids.add(token)
         for n, content in enumerate(resource.get("content") or ()):
             _check_attachment(doc, n, content.get("attachment") or {}, planned)
-    await check_master_identifiers(documents, documents_with_identifier)
+    await check_master_identifiers(documents, documents_with_identifier, claim)
 
 
 async def check_plain_document(
-    entries: list[Entry], documents_with_identifier: IdentifierLookup, lookup: Lookup
+    entries: list[Entry],
+    documents_with_identifier: IdentifierLookup,
+    lookup: Lookup,
+    claim: MasterClaim | None = None,
 ) -> None:
     """A plain create/update of a DocumentReference (``entries[0]``, index -1), after
     ``externalize_inline_content``: the same content and identity rules as ITI-65 — size and
@@ -196,23 +204,34 @@ async def check_plain_document(
         if attachment.get("url") in planned and attachment.get("url") != doc.key:
             _check_attachment(doc, n, attachment, planned)
     if resource.get("masterIdentifier"):
-        await check_master_identifiers([doc], documents_with_identifier)
+        await check_master_identifiers([doc], documents_with_identifier, claim)
 
 
 async def check_master_identifiers(
-    documents: list[Entry], documents_with_identifier: IdentifierLookup
+    documents: list[Entry], documents_with_identifier: IdentifierLookup, claim: MasterClaim | None = None
 ) -> None:
-    """409 when another live document already carries one of these masterIdentifiers."""
+    """409 when another live document already carries one of these masterIdentifiers.
+
+    The search sees stored documents only: two submissions of one document at the same time
+    (a sender retrying after a timeout) would both pass it. ``claim`` then takes each
+    masterIdentifier under a unique key (storage/claims.py), which only one of them wins."""
     tokens = [_master_token(doc.resource or {}) for doc in documents]
     existing = await asyncio.gather(*(documents_with_identifier(token) for token in tokens))
     for doc, token, found in zip(documents, tokens, existing, strict=True):
         if [other for other in found if other != doc.rid]:
-            raise Conflict(
-                f"A document with masterIdentifier {token.partition('|')[2]} already exists; "
-                "send a replacement (relatesTo replaces) instead.",
-                code="duplicate",
-                expression=(doc.where("masterIdentifier"),),
-            )
+            raise duplicate_document(doc, token)
+    if claim is not None:
+        for doc, token in zip(documents, tokens, strict=True):
+            await claim(doc, token)
+
+
+def duplicate_document(doc: Entry, token: str) -> Conflict:
+    return Conflict(
+        f"A document with masterIdentifier {token.partition('|')[2]} already exists; "
+        "send a replacement (relatesTo replaces) instead.",
+        code="duplicate",
+        expression=(doc.where("masterIdentifier"),),
+    )
 
 
 def _master_token(resource: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -37,7 +37,13 @@ from .errors import (
 )
 from .identifiers import claimed_identifier, patient_of_resource
 from .jsonpatch import PatchError, apply_patch
-from .mhd import Entry, check_find_documents, check_plain_document, externalize_inline_content
+from .mhd import (
+    Entry,
+    check_find_documents,
+    check_plain_document,
+    duplicate_document,
+    externalize_inline_content,
+)
 from .pdsm import IS_ARCHIVED_EXTS, canonical_extensions
 from .policy.base import AccessPolicy, Unrestricted, WriteAction
 from .policy.fields import HIDING_LABELS, policy_fields
@@ -143,6 +149,8 @@ class Repository:
         self.audit = audit
         self._record: AuditRecord | None = None
         self._planned: dict[str, dict[str, Any]] = {}  # a transaction's documents, by Type/id
+        #: masterIdentifier claims this request made: (key, id), released if its write fails.
+        self._master_claims: list[tuple[str, str]] = []
         self._directory: dict[str, dict[str, Any] | None] = {}  # directory look-ups of this request
         self.search_engine = SearchEngine(
             store,
@@ -180,13 +188,18 @@ class Repository:
         try:
             yield record
         except FhirError as exc:
+            await asyncio.shield(self.release_master_claims())
             record.outcome = OUTCOME_MINOR_FAILURE if exc.status < 500 else OUTCOME_SERIOUS_FAILURE
             record.outcome_desc = f"{exc.status}: {exc.diagnostics}"
             if _audited_type(rtype) or record.patients:
                 await self.audit.record(record)
             raise
+        except BaseException:
+            await asyncio.shield(self.release_master_claims())
+            raise
         finally:
             self._record = None
+        self._master_claims = []  # written: the claims stay with their documents
         if _audited_type(rtype) or record.patients:
             await self.audit.record(record)
 
@@ -466,7 +479,9 @@ class Repository:
         entries = [entries[0]] + [
             Entry(e.index, e.rtype, e.rid, self.checked(e.resource, e.rtype)) for e in entries[1:]
         ]
-        await check_plain_document(entries, self.documents_with_identifier, self.lookup)
+        await check_plain_document(
+            entries, self.documents_with_identifier, self.lookup, self.claim_master_identifier
+        )
         if len(entries) == 1:
             return None
         writes = [
@@ -800,6 +815,51 @@ class Repository:
             "DocumentReference", {"_s_identifier": token, "_deleted": False}, projection={"_id": 1}, limit=10
         )
         return [d["_id"] for d in docs]
+
+    async def claim_master_identifier(self, doc: Entry, token: str) -> None:
+        """Take a document's masterIdentifier under a unique key (storage/claims.py), or 409.
+
+        The search of ``check_master_identifiers`` sees stored documents only; of two
+        submissions of one document at the same time (a retry after a timeout), only one wins
+        the key. A claim naming a live document with this masterIdentifier is a duplicate; one
+        naming a deleted or re-identified document is stale and taken over; one naming nothing
+        yet is a submission in progress (409, send again) until the transaction timeout has
+        passed — then it is the remains of a write that never completed, and taken over. A
+        request that fails releases its claims (``release_master_claims``)."""
+        key = claim_key("DocumentReference", token)
+        patient = patient_of_resource("DocumentReference", doc.resource or {}, self.matrix)
+        claims = self.store.claims
+        for _ in range(10):
+            claim = await claims.claim("DocumentReference", key, doc.rid, patient)
+            if claim.won:
+                self._master_claims.append((key, doc.rid))
+                return
+            if claim.rid == doc.rid:
+                return  # ours already (an update, or a document created by a conditional post)
+            holder = await self.store.read_doc("DocumentReference", {"_id": claim.rid})
+            if holder is not None:
+                if not holder.get("_deleted") and token in (holder.get("_s_identifier") or ()):
+                    raise duplicate_document(doc, token)
+            elif (
+                claim.at is None
+                or (datetime.now(UTC) - claim.at).total_seconds()
+                < self.settings.transaction_timeout_seconds + 5
+            ):
+                raise Conflict(
+                    f"A document with masterIdentifier {token.partition('|')[2]} is being "
+                    "submitted by another request; send again once it has finished.",
+                    code="conflict",
+                    expression=(doc.where("masterIdentifier"),),
+                )
+            await claims.release(key, claim.rid)  # stale: take it over
+        raise Conflict("Too many concurrent submissions of this document; try again.", code="lock-error")
+
+    async def release_master_claims(self) -> None:
+        """After a failed write: free the masterIdentifiers it claimed (each only if it still
+        names our id), so that the corrected submission is not kept waiting."""
+        made, self._master_claims = self._master_claims, []
+        for key, rid in made:
+            await self.store.claims.release(key, rid)
 
     async def transaction(self, writes: list[TransactionWrite]) -> list[StoredVersion]:
         """Every write or none (see storage/journal.py), each checked by the policy as usual.

@@ -91,6 +91,16 @@ async def run_transaction(
 
 
 async def _plan_and_write(repo: Repository, entries: list[PlannedEntry], base: str) -> None:
+    try:
+        await _plan_and_write_once(repo, entries, base)
+    except BaseException:
+        # An attempt that failed frees the masterIdentifiers it claimed: the next attempt (or
+        # the sender's corrected Bundle) gets new ids and must not meet them.
+        await asyncio.shield(repo.release_master_claims())
+        raise
+
+
+async def _plan_and_write_once(repo: Repository, entries: list[PlannedEntry], base: str) -> None:
     ids = await _assign_ids(repo, entries, base)
     for entry in entries:
         if entry.resource is not None:
@@ -353,7 +363,9 @@ async def _plan_writes(
         known = len(views)
         views = externalize_inline_content(views)  # appends the Binaries it makes
         views = views[:known] + _validated(repo, views[known:])
-        await check_provide_bundle(views, repo.lookup, repo.documents_with_identifier)
+        await check_provide_bundle(
+            views, repo.lookup, repo.documents_with_identifier, repo.claim_master_identifier
+        )
     if is_structured_feed(views, repo.matrix):
         await check_structured_feed(views, repo.lookup, repo.matrix)
     by_index = {e.index: e for e in entries}

@@ -35,6 +35,7 @@ class Claim:
     rid: str  # the resource id the identifier belongs to
     won: bool  # this call inserted the claim (else it names an earlier claimer's id)
     patient: str | None = None  # the patient the claim names
+    at: datetime | None = None  # when the claim was made
 
 
 def claim_key(rtype: str, token: str) -> str:
@@ -57,7 +58,14 @@ class IdentifierClaims:
             except DuplicateKeyError:
                 existing = await self.collection.find_one({"_id": key})
                 if existing is not None:
-                    return Claim(key, str(existing["rid"]), won=False, patient=existing.get("patient"))
+                    made = existing.get("at")
+                    return Claim(
+                        key,
+                        str(existing["rid"]),
+                        won=False,
+                        patient=existing.get("patient"),
+                        at=made.astimezone(UTC) if isinstance(made, datetime) else None,
+                    )
                 # released meanwhile: try again
         raise Conflict("Too many concurrent creations with this identifier; try again.", code="lock-error")
 
