@@ -56,7 +56,7 @@ from .search.engine import SearchEngine, SearchRequest, SearchResult, eq_or_in, 
 from .search.extract import extract_search_fields
 from .search.indexes import check_field_sizes
 from .storage import ResourceStore, StoredVersion
-from .storage.claims import claim_key
+from .storage.claims import Claim, claim_key
 from .storage.content import ContentStore
 from .storage.store import PlannedWrite, WriteGuard
 from .validation import check_resource
@@ -627,28 +627,46 @@ class Repository:
         the hidden resource exists). A claim naming a deleted resource, or one that no longer
         carries the identifier, is stale: dropped, and claimed again.
         """
-        key = claim_key(rtype, token)
         patient = patient_of_resource(rtype, resource, self.matrix)
+        claim, doc = await self._claim_held(rtype, token, str(uuid.uuid4()), patient)
+        outcome = ClaimOutcome(
+            claim.rid, claimed=True, won=claim.won, key=claim.key, claim_patient=claim.patient
+        )
+        if doc is None:
+            return outcome  # ours, or an adopted id nothing holds yet
+        pid = doc.get("_p_patient")
+        await self.policy.prepare({pid} if isinstance(pid, str) else set())
+        if not await self._visible(rtype, doc):
+            return ClaimOutcome(str(uuid.uuid4()))
+        self._note(rtype, doc)
+        return ClaimOutcome(claim.rid, existing=StoredVersion.from_doc(rtype, doc))
+
+    async def _claim_held(
+        self, rtype: str, token: str, rid: str, patient: str | None, *, abandoned_after: float | None = None
+    ) -> tuple[Claim, dict[str, Any] | None]:
+        """Claim ``token`` for ``rid`` (storage/claims.py): the claim, and the live resource that
+        already holds it (None when the claim is ours or names an id nothing holds yet).
+
+        A claim naming a deleted resource, or one that no longer carries the identifier, is stale:
+        dropped (only if it still names that id) and claimed again. So is a claim naming nothing
+        that is older than ``abandoned_after`` seconds, when given: a write that never completed."""
+        key = claim_key(rtype, token)
         claims = self.store.claims
         for _ in range(10):
-            claim = await claims.claim(rtype, key, str(uuid.uuid4()), patient)
-            outcome = ClaimOutcome(
-                claim.rid, claimed=True, won=claim.won, key=key, claim_patient=claim.patient
-            )
-            if claim.won:
-                return outcome
-            doc = await self.store.read_doc(rtype, {"_id": claim.rid})
-            if doc is None:
-                return outcome
-            if doc.get("_deleted") or token not in (doc.get("_s_identifier") or ()):
-                await claims.release(key, claim.rid)
-                continue
-            pid = doc.get("_p_patient")
-            await self.policy.prepare({pid} if isinstance(pid, str) else set())
-            if not await self._visible(rtype, doc):
-                return ClaimOutcome(str(uuid.uuid4()))
-            self._note(rtype, doc)
-            return ClaimOutcome(claim.rid, existing=StoredVersion.from_doc(rtype, doc))
+            claim = await claims.claim(rtype, key, rid, patient)
+            if claim.won or claim.rid == rid:
+                return claim, None
+            holder = await self.store.read_doc(rtype, {"_id": claim.rid})
+            if holder is not None:
+                if not holder.get("_deleted") and token in (holder.get("_s_identifier") or ()):
+                    return claim, holder
+            elif (
+                abandoned_after is None
+                or claim.at is None
+                or (datetime.now(UTC) - claim.at).total_seconds() < abandoned_after
+            ):
+                return claim, None
+            await claims.release(key, claim.rid)  # stale: take it over
         raise Conflict("Too many concurrent creations with this identifier; try again.", code="lock-error")
 
     async def settle_claim(self, rtype: str, outcome: ClaimOutcome, resource: dict[str, Any] | None) -> None:
@@ -826,33 +844,27 @@ class Repository:
         yet is a submission in progress (409, send again) until the transaction timeout has
         passed — then it is the remains of a write that never completed, and taken over. A
         request that fails releases its claims (``release_master_claims``)."""
-        key = claim_key("DocumentReference", token)
         patient = patient_of_resource("DocumentReference", doc.resource or {}, self.matrix)
-        claims = self.store.claims
-        for _ in range(10):
-            claim = await claims.claim("DocumentReference", key, doc.rid, patient)
-            if claim.won:
-                self._master_claims.append((key, doc.rid))
-                return
-            if claim.rid == doc.rid:
-                return  # ours already (an update, or a document created by a conditional post)
-            holder = await self.store.read_doc("DocumentReference", {"_id": claim.rid})
-            if holder is not None:
-                if not holder.get("_deleted") and token in (holder.get("_s_identifier") or ()):
-                    raise duplicate_document(doc, token)
-            elif (
-                claim.at is None
-                or (datetime.now(UTC) - claim.at).total_seconds()
-                < self.settings.transaction_timeout_seconds + 5
-            ):
-                raise Conflict(
-                    f"A document with masterIdentifier {token.partition('|')[2]} is being "
-                    "submitted by another request; send again once it has finished.",
-                    code="conflict",
-                    expression=(doc.where("masterIdentifier"),),
-                )
-            await claims.release(key, claim.rid)  # stale: take it over
-        raise Conflict("Too many concurrent submissions of this document; try again.", code="lock-error")
+        claim, holder = await self._claim_held(
+            "DocumentReference",
+            token,
+            doc.rid,
+            patient,
+            abandoned_after=self.settings.transaction_timeout_seconds + 5,
+        )
+        if claim.won:
+            self._master_claims.append((claim.key, doc.rid))
+        elif claim.rid == doc.rid:
+            return  # ours already (an update, or a document created by a conditional post)
+        elif holder is not None:
+            raise duplicate_document(doc, token)
+        else:
+            raise Conflict(
+                f"A document with masterIdentifier {token.partition('|')[2]} is being "
+                "submitted by another request; send again once it has finished.",
+                code="conflict",
+                expression=(doc.where("masterIdentifier"),),
+            )
 
     async def release_master_claims(self) -> None:
         """After a failed write: free the masterIdentifiers it claimed (each only if it still
