@@ -55,26 +55,30 @@ def live_server(mongodb_url: str, tmp: Path, **overrides: Any) -> Iterator[LiveS
     }
     values.update(overrides)
     settings = Settings.model_validate(values)
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
+    try:
+        with serving(create_app(settings), port, "the test server", lifespan="on"):
+            yield LiveServer(base, settings)
+    finally:
+        with MongoClient(mongodb_url) as client:
+            drop_disposable_sync(client, settings.db)
+
+
+@contextmanager
+def serving(app: Any, port: int, what: str, **config: Any) -> Iterator[None]:
+    """``app`` served by uvicorn on a loopback ``port`` in a thread of its own, until the block
+    ends (``what`` names it when it does not start)."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, **config)
     )
-    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
+            raise RuntimeError(f"{what} did not start")
         time.sleep(0.05)
     try:
-        yield LiveServer(base, settings)
+        yield
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-        with MongoClient(mongodb_url) as client:
-            drop_disposable_sync(client, settings.db)

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 from starlette.applications import Starlette
@@ -31,7 +29,7 @@ from starlette.routing import Route
 
 from dmp_fhir.auth.signing import public_jwk
 
-from .live_server import free_port
+from .live_server import free_port, serving
 
 CLIENT_ID = "dmp-patient-portal"
 
@@ -172,17 +170,5 @@ class Provider:
 def oidc_provider(audience: str, port: int | None = None) -> Iterator[Provider]:
     port = port or free_port()
     provider = Provider(issuer=f"http://127.0.0.1:{port}", audience=audience)
-    config = uvicorn.Config(provider.app(), host="127.0.0.1", port=port, log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"oidc-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test OpenID provider did not start")
-        time.sleep(0.05)
-    try:
+    with serving(provider.app(), port, "the test OpenID provider"):
         yield provider
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
