@@ -23,6 +23,7 @@ from .config import Settings, get_settings
 from .logs import configure_logging
 
 if TYPE_CHECKING:
+    from .audit import AuditTrail
     from .repository import Repository
 
 log = logging.getLogger("dmp_fhir")
@@ -186,7 +187,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         return asyncio.run(_load(settings.model_copy(update={"mongodb_url": url}), args.paths))
 
 
-async def _verify_audit(settings: Settings) -> int:
+@contextlib.asynccontextmanager
+async def _audit_trail(settings: Settings) -> AsyncIterator[AuditTrail]:
+    """The audit trail of the configured database, for one command."""
     from .audit import AuditTrail
     from .storage import Database
 
@@ -194,9 +197,14 @@ async def _verify_audit(settings: Settings) -> int:
     database = Database(settings.mongodb_url, settings.db)
     try:
         await database.connect()
-        report = await AuditTrail(database, base_url=settings.base_url).verify()
+        yield AuditTrail(database, base_url=settings.base_url)
     finally:
         await database.close()
+
+
+async def _verify_audit(settings: Settings) -> int:
+    async with _audit_trail(settings) as trail:
+        report = await trail.verify()
     if report.chain_ok:
         print(f"audit chain intact: {report.checked} events; head {report.head}")
     else:
@@ -220,16 +228,8 @@ async def _verify_audit(settings: Settings) -> int:
 
 
 async def _repair_audit(settings: Settings) -> int:
-    from .audit import AuditTrail
-    from .storage import Database
-
-    assert settings.mongodb_url
-    database = Database(settings.mongodb_url, settings.db)
-    try:
-        await database.connect()
-        repaired = await AuditTrail(database, base_url=settings.base_url).repair()
-    finally:
-        await database.close()
+    async with _audit_trail(settings) as trail:
+        repaired = await trail.repair()
     print(
         f"served copies: {len(repaired.restored)} restored, {len(repaired.rewritten)} rewritten, "
         f"{len(repaired.removed)} removed (not in the log)"
