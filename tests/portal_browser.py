@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,13 @@ class Browser:
     def notice(self) -> str:
         text: str = self.page.locator(".notice").inner_text()
         return text
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of a portal page's forms."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
 
 
 def skip_without_chromium() -> None:

@@ -20,6 +20,7 @@ from dmp_fhir.portal.oidc import pkce_challenge, same_state, token_context
 from dmp_fhir.portal.session import FLOW_COOKIE, SESSION_COOKIE, Codec, Flow, Session
 
 from .policy_env import PolicyEnv, policy_env
+from .portal_browser import csrf_of
 
 ORIGIN = "http://testserver"
 KEYCLOAK_LIKE = {
@@ -39,12 +40,6 @@ async def env(mongodb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Asy
 def browser(env: PolicyEnv) -> httpx.AsyncClient:
     """A fresh cookie jar on the same app, as a browser would be."""
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=env.app), base_url=ORIGIN)
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, "no CSRF field in the page"
-    return found.group(1)
 
 
 async def sign_in(web: httpx.AsyncClient, choice: str) -> httpx.Response:

@@ -21,7 +21,7 @@ import pytest
 
 from .keycloak_server import AUDIENCE, PASSWORD, Keycloak
 from .live_server import LiveServer, live_server
-from .portal_browser import load_samples
+from .portal_browser import csrf_of, load_samples
 
 pytestmark = pytest.mark.integration
 
@@ -127,9 +127,7 @@ def test_signing_out_ends_the_keycloak_session(server: LiveServer) -> None:
         assert again.status_code == 302 and "/portal/auth/callback?" in again.headers["location"]
 
         page = web.get("/portal/dossier")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert csrf is not None
-        out = web.post("/portal/auth/logout", data={"csrf": csrf.group(1)}, headers={"Origin": portal})
+        out = web.post("/portal/auth/logout", data={"csrf": csrf_of(page.text)}, headers={"Origin": portal})
         refresh = re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', out.text)
         assert out.status_code == 200 and refresh is not None, out.text[:500]
         provider_logout = html.unescape(refresh.group(1))

@@ -20,7 +20,7 @@ from dmp_fhir.portal.session import SESSION_COOKIE
 
 from .live_server import LiveServer, live_server
 from .oidc_provider import Provider, oidc_provider
-from .portal_browser import Browser, chromium, load_samples, open_browser
+from .portal_browser import Browser, chromium, csrf_of, load_samples, open_browser
 
 __all__ = ["chromium"]  # a fixture this module uses
 
@@ -90,9 +90,7 @@ def test_signing_out_ends_the_providers_session_too(server: LiveServer, idp: Pro
     with httpx.Client(base_url=origin(server)) as web:
         assert sign_in(server, web).status_code == 200
         page = web.get("/portal/dossier")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert csrf is not None
-        form = {"csrf": csrf.group(1)}
+        form = {"csrf": csrf_of(page.text)}
         out = web.post("/portal/auth/logout", data=form, headers={"Origin": origin(server)})
         assert out.status_code == 200, out.text
         assert SESSION_COOKIE not in web.cookies  # our session is gone at once
